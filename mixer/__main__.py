@@ -1,0 +1,3 @@
+from mixer.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""`mixer ingest`: raw JSONL shards -> documents Parquet."""
+
+from __future__ import annotations
+
+import click
+
+from mixer.ingest import FieldMap, ingest
+
+
+def print_ingest_summary(summary: dict) -> None:
+    click.echo(
+        f"lines read {summary['lines_read']:,}  ingested {summary['ingested']:,}  "
+        f"quarantined {summary['quarantined']:,}  "
+        f"(shards: {summary['shards_ingested']} ingested, {summary['shards_skipped']} unchanged and skipped)"
+    )
+    for reason, n in summary["quarantine_reasons"].items():
+        click.echo(f"  quarantined {reason}: {n:,}")
+    for src, c in summary["sources"].items():
+        dup = f", {c['duplicate_ids']:,} duplicate ids" if c.get("duplicate_ids") else ""
+        click.echo(
+            f"  source {src}: {c.get('ingested', 0):,} ingested, {c.get('quarantined', 0):,} quarantined{dup}"
+        )
+
+
+@click.command("ingest")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "workdir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The workdir to write documents/ into.",
+)
+@click.option(
+    "--source",
+    default=None,
+    help="Source name for every record (default: each record's `source`, else the folder name).",
+)
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option(
+    "--id-field", default="id", show_default=True, help="Input field holding the document id."
+)
+@click.option(
+    "--text-field", default="text", show_default=True, help="Input field holding the text."
+)
+@click.option("--source-field", default="source", show_default=True)
+@click.option("--added-field", default="added", show_default=True)
+@click.option("--created-field", default="created", show_default=True)
+@click.option("--metadata-field", default="metadata", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest_cmd(
+    inputs,
+    workdir,
+    source,
+    workers,
+    id_field,
+    text_field,
+    source_field,
+    added_field,
+    created_field,
+    metadata_field,
+    quiet,
+):
+    """Stream JSONL shards (.jsonl, .json.gz, .jsonl.gz, .jsonl.zst; files, folders or globs) into
+    WORKDIR/documents/<source>/part-NNNNN.parquet. Bad lines go to WORKDIR/quarantine/ with
+    their file, line and reason; unchanged shards are skipped on rerun."""
+    fields = FieldMap(
+        id_field, text_field, source_field, added_field, created_field, metadata_field
+    )
+    summary = ingest(
+        list(inputs), workdir, source=source, fields=fields, workers=workers, progress=not quiet
+    )
+    print_ingest_summary(summary)
+
+
+COMMANDS = [ingest_cmd]

@@ -1,0 +1,245 @@
+"""Ingest: every line accounted for, bad lines quarantined, reruns skip, kills resume byte-identically."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from click.testing import CliRunner
+
+from mixer.cli import main
+from mixer.ingest import FieldMap, ingest
+
+
+def _doc(i: int, source: str = "web", **extra) -> bytes:
+    rec = {
+        "id": f"d{i}",
+        "text": f"document number {i} " * 5,
+        "source": source,
+        "added": "2024-01-01",
+        "created": None,
+    }
+    rec.update(extra)
+    return orjson.dumps(rec)
+
+
+def _bad_lines() -> dict[str, bytes]:
+    return {
+        "invalid_json": b"{not json at all",
+        "invalid_utf8": b'{"id": "u", "text": "bad \xff\xfe bytes"}',
+        "missing_text": b'{"id": "m"}',
+        "text_not_string": b'{"id": "n", "text": ["a"]}',
+        "missing_id": b'{"id": "", "text": "no id"}',
+        "not_an_object": b"[1, 2, 3]",
+        "empty_line": b"",
+    }
+
+
+@pytest.fixture
+def messy_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "raw" / "web"
+    d.mkdir(parents=True)
+    good = [_doc(i, metadata={"url": f"https://example.com/{i}"}) for i in range(20)]
+    lines = good[:10] + list(_bad_lines().values()) + good[10:]
+    # a truncated last line (no newline, cut JSON)
+    (d / "a.jsonl").write_bytes(b"\n".join(lines) + b'\n{"id": "cut", "te')
+    # a gzip stream cut short, and a zstd stream cut short
+    many = b"\n".join(_doc(i + 100) for i in range(3000)) + b"\n"
+    (d / "b.jsonl.gz").write_bytes(gzip.compress(many)[:-2000])
+    cctx = zstandard.ZstdCompressor(level=3)
+    frames = b"".join(
+        cctx.compress(b"\n".join(_doc(i + 5000) for i in range(j, j + 100)) + b"\n")
+        for j in range(0, 1000, 100)
+    )
+    (d / "c.jsonl.zst").write_bytes(frames[:-50])
+    # a lone surrogate escape (valid JSON, invalid UTF-8 once decoded) and non-Dolma extras
+    (d / "d.json.gz").write_bytes(
+        gzip.compress(
+            b'{"id": "s1", "text": "lone \\ud800 surrogate", "url": "u"}\n{"id": 7, "text": "int id", "metadata": {"k": [1]}}\n'
+        )
+    )
+    return tmp_path / "raw"
+
+
+def test_every_line_is_accounted_for(messy_dir: Path, tmp_path: Path):
+    wd = tmp_path / "wd"
+    summary = ingest([str(messy_dir)], wd, workers=1, progress=False)
+    assert summary["lines_read"] == summary["ingested"] + summary["quarantined"]
+    reasons = summary["quarantine_reasons"]
+    for reason in _bad_lines():
+        assert reasons.get(reason) == 1, reason
+    assert reasons["truncated_line"] == 1
+    assert reasons["corrupt_stream"] == 2  # the cut gzip and the cut zstd
+
+    docs = pq.read_table(wd / "documents" / "web").to_pylist()
+    ids = {d["id"] for d in docs}
+    assert {f"d{i}" for i in range(20)} <= ids  # every good line of the messy shard is kept
+    # all complete zstd frames before the cut are kept
+    assert {f"d{i}" for i in range(5000, 5900)} <= ids
+    assert "s1" in ids and "7" in ids
+    # the quarantine files hold exactly the quarantined lines, with file, line and reason
+    q = [
+        json.loads(line)
+        for f in sorted((wd / "quarantine" / "web").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    assert len(q) == summary["quarantined"]
+    assert all({"src_file", "src_line", "reason", "raw"} <= set(r) for r in q)
+    bad = next(r for r in q if r["reason"] == "invalid_json")
+    assert (
+        bad["src_line"] == 11
+        and bad["src_file"].endswith("a.jsonl")
+        and bad["raw"] == "{not json at all"
+    )
+
+
+def test_columns_provenance_and_metadata(messy_dir: Path, tmp_path: Path):
+    wd = tmp_path / "wd"
+    ingest([str(messy_dir)], wd, workers=1, progress=False)
+    docs = {d["id"]: d for d in pq.read_table(wd / "documents" / "web").to_pylist()}
+    d3 = docs["d3"]
+    assert d3["created"] is None and d3["added"] == "2024-01-01"
+    assert json.loads(d3["metadata"]) == {"url": "https://example.com/3"}
+    assert d3["src_file"].endswith("a.jsonl") and d3["src_line"] == 4
+    assert "\ud800" not in docs["s1"]["text"] and docs["s1"]["text"].startswith("lone ")
+    assert json.loads(docs["s1"]["metadata"]) == {"url": "u"}  # unknown fields land in metadata
+    assert json.loads(docs["7"]["metadata"]) == {"k": [1]}
+
+
+def test_field_mapping_and_forced_source(tmp_path: Path):
+    raw = tmp_path / "in.jsonl"
+    raw.write_text(
+        "\n".join(json.dumps({"doc_id": f"x{i}", "content": f"text {i}"}) for i in range(5)) + "\n"
+    )
+    wd = tmp_path / "wd"
+    s = ingest(
+        [str(raw)], wd, source="forum", fields=FieldMap(id="doc_id", text="content"), progress=False
+    )
+    assert s["ingested"] == 5
+    t = pq.read_table(wd / "documents" / "forum")
+    assert t.column("text").to_pylist()[0] == "text 0" and set(t.column("source").to_pylist()) == {
+        "forum"
+    }
+
+
+def test_source_from_records_then_folder(tmp_path: Path):
+    d = tmp_path / "mystuff"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(
+        _doc(1, source="code") + b"\n" + orjson.dumps({"id": "q", "text": "no source"}) + b"\n"
+    )
+    wd = tmp_path / "wd"
+    ingest([str(d)], wd, progress=False)
+    assert pq.read_table(wd / "documents" / "code").num_rows == 1
+    assert pq.read_table(wd / "documents" / "mystuff").num_rows == 1
+
+
+def test_duplicate_ids_are_counted(tmp_path: Path):
+    raw = tmp_path / "web" / "a.jsonl"
+    raw.parent.mkdir()
+    raw.write_bytes(b"\n".join([_doc(1), _doc(1), _doc(2)]) + b"\n")
+    s = ingest([str(raw)], tmp_path / "wd", progress=False)
+    assert s["sources"]["web"]["duplicate_ids"] == 1
+
+
+def test_rerun_skips_and_changed_shard_is_redone(messy_dir: Path, tmp_path: Path):
+    wd = tmp_path / "wd"
+    ingest([str(messy_dir)], wd, progress=False)
+    again = ingest([str(messy_dir)], wd, progress=False)
+    assert again["shards_ingested"] == 0 and again["shards_skipped"] == 4
+    f = messy_dir / "web" / "a.jsonl"
+    f.write_bytes(f.read_bytes().replace(b"document number 1 ", b"changed number 1 "))
+    third = ingest([str(messy_dir)], wd, progress=False)
+    assert third["shards_ingested"] == 1 and third["ingested"] == again["ingested"]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path):
+    runner = CliRunner()
+    r = runner.invoke(
+        main, ["ingest", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "wd")]
+    )
+    assert r.exit_code == 2 and "no such file" in r.output and "Traceback" not in r.output
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(_doc(1) + b"\n")
+    r = runner.invoke(
+        main, ["ingest", str(f), "--out", str(tmp_path / "wd"), "--source", "../escape"]
+    )
+    assert r.exit_code == 2 and "invalid source name" in r.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = runner.invoke(main, ["ingest", str(f), "--out", str(blocker / "wd")])
+    assert r.exit_code == 2 and "not writable" in r.output
+
+
+def _digest(wd: Path) -> dict[str, str]:
+    out = {}
+    for sub in ("documents", "quarantine"):
+        for p in sorted((wd / sub).rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(wd))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _big_corpus(root: Path) -> Path:
+    d = root / "big" / "web"
+    d.mkdir(parents=True)
+    for s in range(4):
+        lines = b"\n".join(
+            _doc(s * 100_000 + i, text=("word " * 150) + str(i)) for i in range(15_000)
+        )
+        (d / f"s{s}.jsonl.zst").write_bytes(
+            zstandard.ZstdCompressor(level=1).compress(lines + b"\n")
+        )
+    return root / "big"
+
+
+def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
+    corpus = _big_corpus(tmp_path)
+    clean = tmp_path / "clean"
+    ingest([str(corpus)], clean, workers=2, progress=False)
+
+    wd = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mixer.cli",
+        "ingest",
+        str(corpus),
+        "--out",
+        str(wd),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.time() + 60
+    # kill once the first shard is finished and the next one is being written
+    while time.time() < deadline and proc.poll() is None:
+        done = (
+            list((wd / "state" / "ingest").glob("part-*.json"))
+            if (wd / "state" / "ingest").exists()
+            else []
+        )
+        partial = list((wd / "documents").rglob(".tmp-*")) if (wd / "documents").exists() else []
+        if done and partial:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    summary = ingest([str(corpus)], wd, workers=1, progress=False)
+    assert summary["shards_skipped"] >= 1
+    assert _digest(wd) == _digest(clean)
+    assert not list(wd.rglob(".tmp-*"))
+    assert summary["ingested"] == 60_000 == summary["lines_read"]
