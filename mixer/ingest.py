@@ -13,6 +13,8 @@ a killed run leaves only temporary files, which are removed and redone.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import glob
 import json
 import multiprocessing as mp
@@ -49,6 +51,7 @@ from mixer.schema import (
 
 BATCH_ROWS = 8192
 BATCH_BYTES = 32 << 20
+LOW_CARDINALITY = ["source", "added", "created", "src_file"]
 DOLMA_FIELDS = ("id", "text", "source", "added", "created", "metadata")
 
 
@@ -62,6 +65,10 @@ class FieldMap:
     added: str = "added"
     created: str = "created"
     metadata: str = "metadata"
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset((self.id, self.text, self.source, self.added, self.created, self.metadata))
 
 
 # ------------------------------------------------------------------------ one line -> record
@@ -82,24 +89,29 @@ def _scrub(value: str) -> str:
 
 
 def _loads(line: bytes, is_last_unterminated: bool):
-    """Parse one line. Returns (record, None) or (None, reason)."""
+    """Parse one line. Returns (record, reason, whether the slow parser was needed)."""
     try:
-        return orjson.loads(line), None
+        return orjson.loads(line), None, False
     except orjson.JSONDecodeError:
         pass
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "invalid_utf8"
+        return None, "invalid_utf8", False
     try:
         # The standard library accepts lone surrogate escapes that orjson refuses.
-        return json.loads(text), None
+        return json.loads(text), None, True
     except ValueError:
-        return None, "truncated_line" if is_last_unterminated else "invalid_json"
+        return None, ("truncated_line" if is_last_unterminated else "invalid_json"), False
 
 
-def parse_record(record, fields: FieldMap) -> tuple[dict | None, str | None]:
-    """Validate and normalise one decoded JSON value into the document columns."""
+def parse_record(
+    record, fields: FieldMap, used: frozenset | None = None, scrub: bool = False
+) -> tuple[dict | None, str | None]:
+    """Validate and normalise one decoded JSON value into the document columns.
+
+    `scrub` replaces lone surrogates, which only the standard-library fallback parser lets through.
+    """
     if not isinstance(record, dict):
         return None, "not_an_object"
     text = record.get(fields.text)
@@ -114,8 +126,9 @@ def parse_record(record, fields: FieldMap) -> tuple[dict | None, str | None]:
         return None, "missing_id"
     metadata = record.get(fields.metadata)
     # Fields beyond the Dolma ones are kept inside metadata rather than dropped.
-    used = {fields.id, fields.text, fields.source, fields.added, fields.created, fields.metadata}
-    extra = {k: v for k, v in record.items() if k not in used}
+    used = used if used is not None else fields.names
+    extra_keys = record.keys() - used
+    extra = {k: record[k] for k in sorted(extra_keys)} if extra_keys else None
     if extra:
         metadata = (
             {**extra, **metadata}
@@ -128,9 +141,11 @@ def parse_record(record, fields: FieldMap) -> tuple[dict | None, str | None]:
         meta_json = None if metadata is None else orjson.dumps(metadata).decode()
     except TypeError:  # lone surrogates in keys or values
         meta_json = _scrub(json.dumps(metadata, ensure_ascii=False))
+    if scrub:
+        doc_id, text = _scrub(doc_id), _scrub(text)
     return {
-        "id": _scrub(doc_id),
-        "text": _scrub(text),
+        "id": doc_id,
+        "text": text,
         "source": _as_text(record.get(fields.source)),
         "added": _as_text(record.get(fields.added)),
         "created": _as_text(record.get(fields.created)),
@@ -167,7 +182,8 @@ class _SourceOutput:
         if not self.columns["id"] and self._writer is not None:
             return
         if self._writer is None:
-            self._ctx = parquet_writer_atomic(self.path, DOCUMENT_SCHEMA)
+            # Dictionary-encoding unique texts and ids only costs time.
+            self._ctx = parquet_writer_atomic(self.path, DOCUMENT_SCHEMA, use_dictionary=LOW_CARDINALITY)
             self._writer = self._ctx.__enter__()
         batch = pa.table(self.columns, schema=DOCUMENT_SCHEMA)
         self._writer.write_table(batch)
@@ -293,9 +309,9 @@ def _ingest_line(
     if not raw.strip():
         reject(fallback, line_no, "empty_line", raw)
         return
-    record, reason = _loads(raw, last_unterminated)
+    record, reason, slow = _loads(raw, last_unterminated)
     if reason is None:
-        doc, reason = parse_record(record, fields)
+        doc, reason = parse_record(record, fields, fields.names, scrub=slow)
     if reason is not None:
         src = forced or (record.get(fields.source) if isinstance(record, dict) else None)
         src = src if isinstance(src, str) and _valid_name(src) else fallback
@@ -312,6 +328,7 @@ def _ingest_line(
     out.add(doc, src_file, line_no)
 
 
+@functools.lru_cache(maxsize=4096)
 def _valid_name(name: str) -> bool:
     try:
         check_name(name)
@@ -430,7 +447,7 @@ def ingest(
     clean_temporaries(workdir / "quarantine")
 
     parts = assign_parts(workdir, shards)
-    settings = {"source": source, "fields": fields.__dict__}
+    settings = {"source": source, "fields": dataclasses.asdict(fields)}
     todo = [s for s in shards if not _is_done(workdir, s, parts[str(s)], settings)]
     tasks = [(str(workdir), str(s), parts[str(s)], source, fields, settings) for s in todo]
 

@@ -68,10 +68,10 @@ def write_parquet_atomic(path: str | Path, table: pa.Table, row_group_size: int 
 
 
 @contextlib.contextmanager
-def parquet_writer_atomic(path: str | Path, schema: pa.Schema):
+def parquet_writer_atomic(path: str | Path, schema: pa.Schema, **options):
     """A ParquetWriter on a temporary file, renamed onto `path` only when the block completes."""
     with atomic_path(path) as tmp:
-        writer = pq.ParquetWriter(tmp, schema, compression=PARQUET_COMPRESSION)
+        writer = pq.ParquetWriter(tmp, schema, compression=PARQUET_COMPRESSION, **options)
         try:
             yield writer
         finally:

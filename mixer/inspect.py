@@ -1,0 +1,122 @@
+"""DuckDB views over a workdir, for `mixer sql`, `mixer explain` and the report.
+
+Views:
+- documents: every ingested document, plus `part` and `row` (its position in its part)
+- <tagger> (e.g. gopher, dedup): that tagger's attribute parts, with source, part, row
+- docs: documents joined with every tagger's columns (attribute parts share the row order of
+  their documents parts, so the join is positional: source, part, row)
+- mix_<name>: the selected documents of each mix; quarantine: the rejected lines
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from mixer.errors import MixerError
+from mixer.schema import attributes_dir, documents_dir, list_taggers, quarantine_dir
+
+_PART = r"regexp_extract(filename, 'part-([0-9]+)', 1)::INTEGER"
+_SOURCE = r"regexp_extract(filename, '/([^/]+)/part-[0-9]+\.parquet$', 1)"
+
+
+def _q(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def connect(workdir: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views over the workdir's tables."""
+    wd = Path(workdir)
+    if not documents_dir(wd).is_dir():
+        raise MixerError(f"{wd}: no documents/ here (is it a workdir?)")
+    con = duckdb.connect()
+    con.execute(
+        f"""CREATE VIEW documents AS
+        SELECT * EXCLUDE (filename, file_row_number), {_PART} AS part, file_row_number AS "row"
+        FROM read_parquet({_q(documents_dir(wd) / "*" / "part-*.parquet")}, filename=true, file_row_number=true)"""
+    )
+    joins, columns = [], []
+    for tagger in list_taggers(wd):
+        pattern = attributes_dir(wd, tagger) / "*" / "part-*.parquet"
+        if not list(attributes_dir(wd, tagger).glob("*/part-*.parquet")):
+            continue
+        name = _ident(tagger)
+        con.execute(
+            f"""CREATE VIEW {name} AS
+            SELECT * EXCLUDE (filename, file_row_number), {_SOURCE} AS source, {_PART} AS part,
+                   file_row_number AS "row"
+            FROM read_parquet({_q(pattern)}, filename=true, file_row_number=true, union_by_name=true)"""
+        )
+        cols = [
+            c
+            for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {name})").fetchall()
+            if "__" in c
+        ]
+        columns += [f"{name}.{_ident(c)}" for c in cols]
+        joins.append(f'LEFT JOIN {name} USING (source, part, "row")')
+    select = ", ".join(["documents.*", *columns])
+    con.execute(f"CREATE VIEW docs AS SELECT {select} FROM documents {' '.join(joins)}")
+    mixes = wd / "mixes"
+    if mixes.is_dir():
+        for m in sorted(
+            p for p in mixes.iterdir() if p.is_dir() and list(p.glob("part-*.parquet"))
+        ):
+            con.execute(
+                f"CREATE VIEW {_ident('mix_' + m.name)} AS SELECT * FROM read_parquet({_q(m / 'part-*.parquet')})"
+            )
+    if list(quarantine_dir(wd).glob("*/part-*.jsonl")):
+        con.execute(
+            f"""CREATE VIEW quarantine AS SELECT * FROM read_json({_q(quarantine_dir(wd) / "*" / "part-*.jsonl")},
+            format='newline_delimited', columns={{src_file: 'VARCHAR', src_line: 'BIGINT', reason: 'VARCHAR', raw: 'VARCHAR'}})"""
+        )
+    return con
+
+
+def _ident(name: str) -> str:
+    return (
+        name
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+        else '"' + name.replace('"', '""') + '"'
+    )
+
+
+def run_sql(workdir: str | Path, sql: str, limit: int | None = None):
+    """Run a query over the workdir's views; returns (column names, rows)."""
+    con = connect(workdir)
+    try:
+        cur = con.execute(sql)
+    except duckdb.Error as e:
+        raise MixerError(f"SQL error: {str(e).splitlines()[0]}") from None
+    names = [d[0] for d in cur.description] if cur.description else []
+    rows = cur.fetchmany(limit) if limit else cur.fetchall()
+    return names, rows
+
+
+def explain_document(
+    workdir: str | Path, doc_id: str, filters: dict[str, list[str]] | None = None
+) -> list[dict]:
+    """Every attribute of the documents with this id, and each filter's verdict on them.
+
+    `filters` maps a source to its recipe filters (SQL); verdicts are evaluated on the docs view.
+    """
+    con = connect(workdir)
+    cur = con.execute("SELECT * FROM docs WHERE id = ?", [doc_id])
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        rec = dict(zip(names, row, strict=True))
+        verdicts = {}
+        for expr in (filters or {}).get(rec["source"], []):
+            try:
+                (ok,) = con.execute(
+                    f'SELECT ({expr}) FROM docs WHERE source = ? AND part = ? AND "row" = ?',
+                    [rec["source"], rec["part"], rec["row"]],
+                ).fetchone()
+                verdicts[expr] = bool(ok) if ok is not None else None
+            except duckdb.Error as e:
+                verdicts[expr] = f"error: {str(e).splitlines()[0]}"
+        rec["filters"] = verdicts
+        out.append(rec)
+    return out
