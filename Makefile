@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,train
+EXTRAS ?= dev,train,ray,s3
 
 .PHONY: help setup sample sample-data test lint format bench clean
 

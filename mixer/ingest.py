@@ -17,24 +17,24 @@ import dataclasses
 import functools
 import glob
 import json
-import multiprocessing as mp
-import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import orjson
 import pyarrow as pa
 from tqdm import tqdm
 
 from mixer.errors import MixerError
+from mixer.executor import run_tasks
 from mixer.io import (
     StreamError,
     atomic_path,
     clean_temporaries,
     file_fingerprint,
+    glob_urls,
     is_shard,
+    is_url,
     iter_lines,
     parquet_writer_atomic,
     read_json,
@@ -183,7 +183,9 @@ class _SourceOutput:
             return
         if self._writer is None:
             # Dictionary-encoding unique texts and ids only costs time.
-            self._ctx = parquet_writer_atomic(self.path, DOCUMENT_SCHEMA, use_dictionary=LOW_CARDINALITY)
+            self._ctx = parquet_writer_atomic(
+                self.path, DOCUMENT_SCHEMA, use_dictionary=LOW_CARDINALITY
+            )
             self._writer = self._ctx.__enter__()
         batch = pa.table(self.columns, schema=DOCUMENT_SCHEMA)
         self._writer.write_table(batch)
@@ -225,15 +227,16 @@ class _Quarantine:
         return [str(p) for _, _, p in self.files.values()]
 
 
-def _default_source(path: Path) -> str:
-    return path.parent.name or "default"
+def _default_source(path: str) -> str:
+    parent = PurePosixPath(path.split("://", 1)[-1]).parent.name
+    return parent if parent and _valid_name(parent) else "default"
 
 
 def ingest_shard(workdir: str, path: str, index: int, source: str | None, fields: FieldMap) -> dict:
     """Ingest one shard into documents/<source>/part-<index>.parquet. Returns its statistics."""
-    workdir_p, path_p = Path(workdir), Path(path)
-    fallback = source or _default_source(path_p)
-    src_file = str(path_p)
+    workdir_p = Path(workdir)
+    fallback = source or _default_source(path)
+    src_file = str(path)
     outputs: dict[str, _SourceOutput] = {}
     quarantine = _Quarantine(workdir_p, index)
     reasons: Counter = Counter()
@@ -248,7 +251,7 @@ def ingest_shard(workdir: str, path: str, index: int, source: str | None, fields
 
     try:
         try:
-            for line_no, raw, terminated in iter_lines(path_p, with_terminated=True):
+            for line_no, raw, terminated in iter_lines(path, with_terminated=True):
                 lines_read += 1
                 _ingest_line(
                     line_no,
@@ -340,10 +343,17 @@ def _valid_name(name: str) -> bool:
 # ------------------------------------------------------------------------ inputs and state
 
 
-def resolve_inputs(inputs: list[str]) -> list[Path]:
-    """Expand files, folders (recursively) and globs into a sorted list of shard files."""
+def resolve_inputs(inputs: list[str]) -> list[str]:
+    """Expand files, folders (recursively), globs and URLs into a sorted list of shards."""
     shards: set[Path] = set()
+    urls: set[str] = set()
     for item in inputs:
+        if is_url(item):
+            found = [u for u in glob_urls(item) if is_shard(u)]
+            if not found:
+                raise MixerError(f"input {item!r}: no .jsonl/.json(.gz/.zst) shards there")
+            urls.update(found)
+            continue
         p = Path(item)
         if any(c in item for c in "*?["):
             matches = [Path(m) for m in glob.glob(item, recursive=True)]
@@ -360,7 +370,7 @@ def resolve_inputs(inputs: list[str]) -> list[Path]:
             shards.add(p)
         else:
             raise MixerError(f"input {item!r}: no such file or folder")
-    return sorted(s.resolve() for s in shards)
+    return sorted(str(s.resolve()) for s in shards) + sorted(urls)
 
 
 def _shards_under(p: Path) -> list[Path]:
@@ -451,8 +461,8 @@ def ingest(
     todo = [s for s in shards if not _is_done(workdir, s, parts[str(s)], settings)]
     tasks = [(str(workdir), str(s), parts[str(s)], source, fields, settings) for s in todo]
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
-    total_bytes = sum(s.stat().st_size for s in todo)
+    sizes = {s: file_fingerprint(s, with_hash=False)["size"] for s in todo}
+    total_bytes = sum(sizes.values())
     bar = tqdm(
         total=total_bytes,
         desc="ingest",
@@ -460,16 +470,8 @@ def ingest(
         unit_scale=True,
         disable=not progress or not todo,
     )
-    if workers == 1:
-        for t in tasks:
-            _run_one(*t)
-            bar.update(Path(t[1]).stat().st_size)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            futures = [ex.submit(_run_one, *t) for t in tasks]
-            for fut, t in zip(futures, tasks, strict=True):
-                fut.result()
-                bar.update(Path(t[1]).stat().st_size)
+    for stats in run_tasks(_run_one, tasks, workers):
+        bar.update(sizes[stats["file"]])
     bar.close()
 
     summary = summarize(workdir, [parts[str(s)] for s in shards])

@@ -90,9 +90,47 @@ def clean_temporaries(directory: str | Path) -> None:
 # ---------------------------------------------------------------------------- fingerprints
 
 
+def is_url(path: str | Path) -> bool:
+    """Object-storage and other fsspec URLs (s3://, gs://, ...): read through fsspec."""
+    return "://" in str(path)
+
+
+def _fs(url: str):
+    try:
+        import fsspec
+    except ImportError:
+        from mixer.errors import MixerError
+
+        raise MixerError(f"{url}: URLs need fsspec (pip install 'mixer[s3]')") from None
+    return fsspec.core.url_to_fs(url)
+
+
+def open_binary(path: str | Path):
+    """Open a local path or an fsspec URL for binary reading."""
+    if is_url(path):
+        fs, p = _fs(str(path))
+        return fs.open(p, "rb")
+    return open(path, "rb")
+
+
+def glob_urls(pattern: str) -> list[str]:
+    """Files under an fsspec URL (a file, a folder, or a glob), as URLs."""
+    fs, p = _fs(pattern)
+    proto = pattern.split("://", 1)[0]
+    if any(c in p for c in "*?["):
+        found = fs.glob(p)
+    elif fs.isdir(p):
+        found = fs.find(p)
+    elif fs.exists(p):
+        found = [p]
+    else:
+        found = []
+    return sorted(f"{proto}://{f}" for f in found if fs.isfile(f))
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for chunk in iter(lambda: f.read(READ_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -100,6 +138,15 @@ def file_sha256(path: str | Path) -> str:
 
 def file_fingerprint(path: str | Path, with_hash: bool = True) -> dict:
     """Size, mtime and (optionally) content hash: what a rerun compares to skip finished work."""
+    if is_url(path):
+        fs, p = _fs(str(path))
+        info = fs.info(p)
+        modified = info.get("LastModified") or info.get("mtime") or info.get("updated")
+        fp = {"size": info.get("size"), "mtime_ns": str(modified)}
+        if with_hash:  # the store's own content tag, else the content itself
+            tag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+            fp["sha256"] = str(tag) if tag else file_sha256(path)
+        return fp
     st = os.stat(path)
     fp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if with_hash:
@@ -197,7 +244,7 @@ def iter_lines(path: str | Path, with_terminated: bool = False) -> Iterator[tupl
     p = str(path)
     line_no = 0
     tail = b""
-    with open(p, "rb") as f:
+    with open_binary(p) as f:
         if p.endswith(".gz"):
             chunks = _gzip_chunks(f)
         elif p.endswith((".zst", ".zstd")):

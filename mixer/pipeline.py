@@ -117,17 +117,29 @@ def stage_ingest(ctx: Context) -> None:
                 k: s[k] for k in ("lines_read", "ingested", "quarantined", "quarantine_reasons")
             }
 
-        inputs = [p for item in spec.inputs for p in _expand(item)]
         _cached(
             ctx,
             f"ingest-{name}",
-            {"inputs": tree_fingerprint(*inputs), "fields": dataclasses.asdict(fields)},
+            {"inputs": inputs_fingerprint(spec.inputs), "fields": dataclasses.asdict(fields)},
             [documents_dir(ctx.workdir, name)],
             work,
         )
     from mixer.ingest import summarize
 
     write_json_atomic(state_dir(ctx.workdir) / "ingest.json", summarize(ctx.workdir))
+
+
+def inputs_fingerprint(inputs: list[str]) -> list:
+    """Like tree_fingerprint, for recipe inputs that may be globs or object-storage URLs."""
+    from mixer.io import file_fingerprint, glob_urls, is_url
+
+    out = []
+    for item in inputs:
+        if is_url(item):
+            out += [[u, file_fingerprint(u, with_hash=False)] for u in glob_urls(item)]
+        else:
+            out += tree_fingerprint(*_expand(item))
+    return out
 
 
 def _expand(item: str) -> list[Path]:

@@ -8,9 +8,6 @@ same tagger fingerprint (recorded in state/tag/).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +15,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mixer.errors import MixerError
+from mixer.executor import run_tasks
 from mixer.io import (
     config_hash,
     file_fingerprint,
@@ -148,23 +146,11 @@ def tag_workdir(
             if todo:
                 tasks.append((str(workdir), source, str(part), todo, {n: keys[n] for n in todo}))
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
     rows: dict[str, int] = {name: 0 for name in taggers}
     bar = tqdm(total=len(tasks), desc="tag", unit="part", disable=not progress or not tasks)
-    if workers == 1:
-        _init_worker({n: specs[n] for n in taggers})
-        for t in tasks:
-            for name, n in _tag_part(*t).items():
-                rows[name] += n
-            bar.update()
-    else:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(specs,)
-        ) as ex:
-            for result in ex.map(_tag_part, *zip(*tasks, strict=True)):
-                for name, n in result.items():
-                    rows[name] += n
-                bar.update()
+    for result in run_tasks(_tag_part, tasks, workers, initializer=_init_worker, initargs=(specs,)):
+        for name, n in result.items():
+            rows[name] += n
+        bar.update()
     bar.close()
     return {"taggers": taggers, "parts_tagged": len(tasks), "parts_skipped": skipped, "rows": rows}

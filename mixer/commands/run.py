@@ -14,10 +14,15 @@ from mixer.pipeline import STAGES, run_recipe
 @click.option("--workdir", default=None, help="Workdir (default: the recipe's `workdir`).")
 @click.option(
     "--executor",
-    type=click.Choice(["local"]),
+    type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
-    help="Where stages run.",
+    help="Where the per-shard stages (ingest, tag) run: local processes or Ray tasks.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="A Ray cluster to join (default with --executor ray: start a local instance).",
 )
 @click.option("--workers", type=int, default=None, help="Processes per stage (default: all cores).")
 @click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
@@ -30,11 +35,14 @@ from mixer.pipeline import STAGES, run_recipe
 @click.option(
     "--quiet", is_flag=True, help="No progress bars or stage lines (the log file still gets them)."
 )
-def run_cmd(recipe, workdir, executor, workers, until, force, quiet):
+def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, quiet):
     """Run a recipe end to end: ingest, tag, dedup, mix, tokenize (and train), then the report.
 
     Every stage is cached by its settings and inputs: a rerun with nothing changed does no work,
     and a killed run resumes where it stopped."""
+    from mixer.executor import configure
+
+    configure(executor, ray_address)
     wd = run_recipe(
         recipe, workdir=workdir, workers=workers, until=until, force=tuple(force), quiet=quiet
     )
