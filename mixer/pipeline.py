@@ -64,12 +64,18 @@ class Context:
         settings = {name: dict(s) for name, s in self.recipe.taggers.items()}
         settings.setdefault("tokens", {}).setdefault("tokenizer", str(self.tokenizer_path))
         if self.recipe.decon:
-            settings.setdefault("decon", {}).setdefault("index", str(self.decon_index_path))
+            decon = settings.setdefault("decon", {})
+            decon.setdefault("index", str(self.decon_index_path))
+            for key in ("min_hits", "min_fraction"):
+                if self.recipe.decon.get(key) is not None:
+                    decon.setdefault(key, self.recipe.decon[key])
         return settings
 
     @property
     def decon_index_path(self) -> Path:
-        return self.workdir / "decon" / "index"
+        """A prebuilt index the recipe names, else the one this run builds from eval_sets."""
+        given = (self.recipe.decon or {}).get("index")
+        return Path(given) if given else self.workdir / "decon" / "index"
 
 
 def _cached(
@@ -177,14 +183,21 @@ def stage_tokenizer(ctx: Context) -> None:
     )
 
 
+DECON_INDEX_KEYS = ("ngram", "fields", "min_words")  # the rest of `decon:` configures the tagger
+
+
 def stage_decon_index(ctx: Context) -> None:
     decon = ctx.recipe.decon
     if not decon:
         return
+    if not decon.get("eval_sets"):
+        if not ctx.decon_index_path.exists():
+            raise MixerError(f"decon.index: file not found: {ctx.decon_index_path}")
+        return
     from mixer.decon_index import build_index
 
     evals = [p for item in decon["eval_sets"] for p in _expand(item)]
-    settings = {k: v for k, v in decon.items() if k != "eval_sets"}
+    settings = {k: decon[k] for k in DECON_INDEX_KEYS if decon.get(k) is not None}
 
     def work():
         return build_index([str(p) for p in evals], str(ctx.decon_index_path), **settings)
@@ -249,7 +262,7 @@ def stage_tag(ctx: Context) -> None:
     _tag(ctx, "tag", lambda t: t not in trained)
     if not trained:
         return
-    from mixer.fasttext_model import train_from_workdir
+    from mixer.train_fasttext import train_from_workdir
 
     for tagger, spec in ctx.recipe.train_fasttext.items():
         out = ctx.tagger_settings().get(tagger, {}).get("model")
