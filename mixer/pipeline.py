@@ -166,13 +166,11 @@ def stage_tokenizer(ctx: Context) -> None:
         return
     from mixer.tokenize import train_tokenizer
 
-    settings = dict(tok.get("train") or {})
+    settings = {"seed": ctx.recipe.seed, **(tok.get("train") or {})}
     out = ctx.tokenizer_path
 
     def work():
-        return train_tokenizer(
-            [str(documents_dir(ctx.workdir))], str(out), seed=ctx.recipe.seed, **settings
-        )
+        return train_tokenizer([str(documents_dir(ctx.workdir))], str(out), **settings)
 
     _cached(
         ctx,
@@ -337,7 +335,13 @@ def stage_tokenize(ctx: Context) -> None:
     tok = ctx.recipe.tokenizer
     src, out = mix_dir(ctx.workdir, ctx.recipe.name), tokens_dir(ctx.workdir, ctx.recipe.name)
     options = {k: tok.get(k) for k in ("eos", "eos_id", "bos", "bos_id") if tok.get(k) is not None}
-    options.update(ctx.recipe.tokenize or {})
+    # The recipe's tokenize section may override the run's seed and workers.
+    options = {
+        "seed": ctx.recipe.seed,
+        "workers": ctx.workers,
+        **options,
+        **(ctx.recipe.tokenize or {}),
+    }
 
     def work():
         info = tokenize_mix(
@@ -345,8 +349,6 @@ def stage_tokenize(ctx: Context) -> None:
             str(ctx.tokenizer_path),
             str(out),
             dtype=tok.get("dtype", "auto"),
-            seed=ctx.recipe.seed,
-            workers=ctx.workers,
             progress=ctx.progress,
             **options,
         )
@@ -356,8 +358,7 @@ def stage_tokenize(ctx: Context) -> None:
         ctx,
         "tokenize",
         {
-            "options": options,
-            "seed": ctx.recipe.seed,
+            "options": {k: v for k, v in options.items() if k != "workers"},
             "mix": tree_fingerprint(src),
             "tokenizer": tree_fingerprint(ctx.tokenizer_path),
         },
@@ -421,14 +422,12 @@ def run_recipe(
     force: tuple[str, ...] = (),
     progress: bool = True,
     quiet: bool = False,
+    overrides: dict | None = None,
 ) -> Path:
     """Run every stage of a recipe (up to `until`). Returns the workdir."""
-    from mixer.recipe import load_recipe, missing_inputs
+    from mixer.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path)
-    missing = missing_inputs(recipe)
-    if missing:
-        raise MixerError(missing[0])
+    recipe = load_recipe(recipe_path, overrides)
     for stage in (until, *force):
         if stage and stage not in STAGES:
             raise MixerError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")

@@ -75,7 +75,7 @@ def collect(workdir: str | Path, recipe=None) -> dict:
             views = {
                 n
                 for (n,) in con.execute(
-                    "SELECT table_name FROM duckdb_views() WHERE NOT internal"
+                    "SELECT view_name FROM duckdb_views() WHERE NOT internal"
                 ).fetchall()
             }
             if f"mix_{recipe.name}" in views:

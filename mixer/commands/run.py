@@ -6,7 +6,9 @@ import json
 
 import click
 
+from mixer.commands.mix import _SET_HELP
 from mixer.pipeline import STAGES, run_recipe
+from mixer.recipe import parse_overrides
 
 
 @click.command("run")
@@ -32,10 +34,11 @@ from mixer.pipeline import STAGES, run_recipe
     type=click.Choice(STAGES),
     help="Rerun this stage (and those after it) even if cached.",
 )
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option(
     "--quiet", is_flag=True, help="No progress bars or stage lines (the log file still gets them)."
 )
-def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, quiet):
+def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, sets, quiet):
     """Run a recipe end to end: ingest, tag, dedup, mix, tokenize (and train), then the report.
 
     Every stage is cached by its settings and inputs: a rerun with nothing changed does no work,
@@ -44,7 +47,13 @@ def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, quiet
 
     configure(executor, ray_address)
     wd = run_recipe(
-        recipe, workdir=workdir, workers=workers, until=until, force=tuple(force), quiet=quiet
+        recipe,
+        workdir=workdir,
+        workers=workers,
+        until=until,
+        force=tuple(force),
+        quiet=quiet,
+        overrides=parse_overrides(sets),
     )
     if not quiet:
         click.echo(f"done: {wd}  (log: {wd / 'mixer.log'})")

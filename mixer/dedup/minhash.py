@@ -1,0 +1,162 @@
+"""MinHash signatures of word n-gram shingles, computed over batches with numpy.
+
+Compatible with datasketch (>= 2.0): for the same `num_perm`, `seed` and scheme, and with
+`shingle_hash32_py` as datasketch's `hashfunc`, `datasketch.MinHash(...).hashvalues` over a
+document's shingles equals our signature row. Two schemes are implemented:
+
+- "affine32" (datasketch 2.x default): h = fmix32(shingle_hash); value = a*h + b mod 2**32.
+- "legacy" (datasketch < 2.0): value = ((a*h + b) mod 2**64 mod (2**61 - 1)) & (2**32 - 1).
+
+A shingle is `ngram` consecutive normalised words joined by one space; a document with fewer
+words (but at least one) has one shingle made of all its words; an empty one has none (its
+signature stays at the maximum value and it is never bucketed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixer.dedup.normalize import MASK64, U64, fmix64, fmix64_py, hash_string_py
+
+SHINGLE_MULT = 0x9FB21C651E98DF25
+SCHEMES = ("affine32", "legacy")
+MERSENNE = (1 << 61) - 1
+MAX32 = (1 << 32) - 1
+CHUNK_CELLS = 1 << 19  # shingles x permutations computed at once (stays in cache)
+
+
+# ---------------------------------------------------------------------------- shingle hashes
+
+
+def _combine(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return fmix64(h * U64(SHINGLE_MULT) + w)
+
+
+def shingle_hashes(
+    word_hashes: np.ndarray, offsets: np.ndarray, ngram: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hash of every shingle of every document, and the shingle offsets per document.
+
+    word_hashes: 64-bit hashes of the flattened words; offsets: word offsets per document.
+    """
+    counts = np.diff(offsets)
+    n_sh = np.where(counts >= ngram, counts - ngram + 1, (counts > 0).astype(np.int64))
+    sh_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(n_sh, out=sh_offsets[1:])
+    out = np.empty(int(sh_offsets[-1]), dtype=np.uint64)
+    # full shingles: the window starting at every word position with ngram words left in its document
+    long_docs = counts >= ngram
+    if long_docs.any():
+        total = len(word_hashes)
+        h = np.zeros(max(total - ngram + 1, 0), dtype=np.uint64)
+        for k in range(ngram):
+            h = _combine(h, word_hashes[k : total - ngram + 1 + k])
+        starts = offsets[:-1][long_docs]
+        lens = n_sh[long_docs]
+        pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+        src = np.repeat(starts, lens) + pos
+        dst = np.repeat(sh_offsets[:-1][long_docs], lens) + pos
+        out[dst] = h[src]
+    # short documents: one shingle of all their words
+    for k in range(1, ngram):
+        docs = np.flatnonzero(counts == k)
+        if len(docs):
+            h = np.zeros(len(docs), dtype=np.uint64)
+            for j in range(k):
+                h = _combine(h, word_hashes[offsets[docs] + j])
+            out[sh_offsets[docs]] = h
+    return (out >> U64(32)).astype(np.uint32), sh_offsets
+
+
+def shingle_hash32_py(shingle: str | bytes) -> int:
+    """The 32-bit hash of one shingle ("w1 w2 ... wn" of normalised words): datasketch's hashfunc."""
+    s = shingle.decode("utf-8") if isinstance(shingle, bytes) else shingle
+    h = 0
+    for w in s.split(" "):
+        h = fmix64_py(((h * SHINGLE_MULT) + hash_string_py(w)) & MASK64)
+    return h >> 32
+
+
+def shingles_py(word_list: list[str], ngram: int) -> list[str]:
+    if not word_list:
+        return []
+    if len(word_list) < ngram:
+        return [" ".join(word_list)]
+    return [" ".join(word_list[i : i + ngram]) for i in range(len(word_list) - ngram + 1)]
+
+
+# ---------------------------------------------------------------------------- permutations
+
+
+def permutations(
+    num_perm: int, seed: int, scheme: str = "affine32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) exactly as datasketch.MinHash draws them for this num_perm, seed and scheme."""
+    gen = np.random.RandomState(seed)
+    if scheme == "affine32":
+        a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        return a, b
+    if scheme == "legacy":
+        ab = np.array(
+            [
+                (
+                    gen.randint(1, MERSENNE, dtype=np.uint64),
+                    gen.randint(0, MERSENNE, dtype=np.uint64),
+                )
+                for _ in range(num_perm)
+            ],
+            dtype=np.uint64,
+        ).T
+        return ab[0].copy(), ab[1].copy()
+    raise ValueError(f"unknown MinHash scheme {scheme!r} (one of {', '.join(SCHEMES)})")
+
+
+def _fmix32(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x85EBCA6B)
+    x = x ^ (x >> np.uint32(13))
+    x = x * np.uint32(0xC2B2AE35)
+    return x ^ (x >> np.uint32(16))
+
+
+def _permute(hv: np.ndarray, a: np.ndarray, b: np.ndarray, scheme: str) -> np.ndarray:
+    """Permuted values, shape (len(hv), num_perm), uint32."""
+    if scheme == "affine32":
+        m = hv[:, None] * a[None, :]
+        m += b[None, :]
+        return m
+    m = hv.astype(np.uint64)[:, None] * a[None, :]
+    m += b[None, :]
+    # (m mod 2**61-1) & 0xffffffff without a division: fold the top bits once, then the
+    # conditional subtraction of the prime only changes the low 32 bits by the carry c
+    m = (m & U64(MERSENNE)) + (m >> U64(61))
+    m += (m + U64(1)) >> U64(61)
+    return (m & U64(MAX32)).astype(np.uint32)
+
+
+def signatures(
+    hv: np.ndarray, sh_offsets: np.ndarray, a: np.ndarray, b: np.ndarray, scheme: str = "affine32"
+) -> np.ndarray:
+    """MinHash signature of each document: shape (n_docs, num_perm), uint32 (max value if empty)."""
+    n_docs = len(sh_offsets) - 1
+    num_perm = len(a)
+    sig = np.full((n_docs, num_perm), MAX32, dtype=np.uint32)
+    if len(hv) == 0:
+        return sig
+    if scheme == "affine32":
+        hv = _fmix32(hv.astype(np.uint32))
+    counts = np.diff(sh_offsets)
+    doc_of = np.repeat(np.arange(n_docs), counts)
+    step = max(CHUNK_CELLS // num_perm, 256)
+    total = len(hv)
+    with np.errstate(over="ignore"):
+        for lo in range(0, total, step):
+            hi = min(lo + step, total)
+            m = _permute(hv[lo:hi], a, b, scheme)
+            d = doc_of[lo:hi]
+            seg = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+            seg_docs = d[seg]
+            mins = np.minimum.reduceat(m, seg, axis=0)
+            sig[seg_docs] = np.minimum(sig[seg_docs], mins)
+    return sig

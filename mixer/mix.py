@@ -1,0 +1,840 @@
+"""Plan and select a token-budgeted mix (docs/mixing.md).
+
+plan: for every source, scan its documents parts with the attribute parts beside them (same
+row order), evaluate the recipe's filters in DuckDB over in-memory Arrow tables on a
+connection with external access disabled, and count documents and tokens after each filter
+(the funnel). Targets follow docs/recipes.md: a group's share of the budget, fixed targets
+(`tokens`, `percent`) first, `weight` sources splitting the rest.
+
+select: per source, every surviving document appears `floor(f)` times (f = target / tokens
+after filters); the remainder is filled by the documents with the lowest seeded hash of their
+id (md5 of "<seed>:<id>"), which is independent of order and parallelism, until the cumulative
+tokens are closest to the remainder. Everything is columnar: one DuckDB query per part,
+numpy over the survivors, pyarrow `take` to write the chosen rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from mixer.errors import MixerError
+from mixer.io import (
+    config_hash,
+    file_fingerprint,
+    read_json,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from mixer.recipe import (
+    DOCUMENT_COLUMNS,
+    Recipe,
+    attribute_tagger,
+    filter_columns,
+    format_tokens,
+    missing_inputs,
+)
+from mixer.schema import attributes_dir, documents_dir, list_parts, mix_dir, part_index, part_name
+
+TOKENS_COLUMN = "tokens__count"
+TARGET_TOLERANCE = 0.005  # a target within 0.5% counts as reached
+MANIFEST = "manifest.json"
+MIX_COLUMNS = ("id", "text", "source", "repeat", "doc_part", "doc_row")
+MIX_VERSION = 2  # bump when the selection changes: reruns must not skip
+
+
+# ------------------------------------------------------------------------------ plan model
+
+
+@dataclass
+class SourcePlan:
+    name: str
+    group: str
+    target_kind: str
+    target_value: float
+    max_repetition: float
+    status: str = "missing"  # data: scanned documents; expected: recipe figures; missing: neither
+    docs: int | None = None  # before filters
+    tokens: int | None = None
+    funnel: list[dict] = field(default_factory=list)  # one {filter, docs, tokens} per filter
+    eligible_docs: int | None = None  # after all filters
+    eligible_tokens: int | None = None
+    target_tokens: int | None = None
+    share: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def repetition(self) -> float | None:
+        if self.target_tokens is None or not self.eligible_tokens:
+            return None
+        return self.target_tokens / self.eligible_tokens
+
+    def to_dict(self) -> dict:
+        return {
+            "group": self.group,
+            "target": {"kind": self.target_kind, "value": self.target_value},
+            "status": self.status,
+            "docs_available": self.docs,
+            "tokens_available": self.tokens,
+            "funnel": self.funnel,
+            "docs_after_filters": self.eligible_docs,
+            "tokens_after_filters": self.eligible_tokens,
+            "target_tokens": self.target_tokens,
+            "repetition_factor": self.repetition,
+            "max_repetition": self.max_repetition,
+            "share_of_mix": self.share,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    workdir: Path
+    sources: dict[str, SourcePlan]
+    groups: dict[str, dict]
+    missing_inputs: list[str]
+    errors: list[str]  # targets that can't be met: `mixer plan` prints them, `mixer mix` refuses
+    notes: list[str]
+    # per source: the survivors of the filters (filled when planning for a mix)
+    survivors: dict[str, dict] = field(default_factory=dict, repr=False)
+
+    @property
+    def total_target(self) -> int | None:
+        ts = [s.target_tokens for s in self.sources.values()]
+        return None if any(t is None for t in ts) else int(sum(ts))
+
+    def to_dict(self) -> dict:
+        return {
+            "mix": self.recipe.name,
+            "recipe": str(self.recipe.path),
+            "workdir": str(self.workdir),
+            "budget": self.recipe.budget,
+            "seed": self.recipe.seed,
+            "total_target_tokens": self.total_target,
+            "groups": self.groups,
+            "sources": {n: s.to_dict() for n, s in self.sources.items()},
+            "missing_inputs": self.missing_inputs,
+            "errors": self.errors,
+            "notes": self.notes,
+        }
+
+    def table(self) -> str:
+        return format_plan(self)
+
+
+# ------------------------------------------------------------------------------ scanning
+
+
+@dataclass
+class _SourceLayout:
+    """Which parts and columns a source's scan reads."""
+
+    parts: list[Path]  # documents parts
+    attr_parts: dict[str, dict[int, Path]]  # tagger -> part index -> attribute part
+    columns: dict[str, list[str]]  # tagger -> attribute columns needed
+    doc_columns: list[str]
+    missing: list[str]  # why the source can't be scanned (absent documents/attributes)
+
+
+def _layout(
+    recipe: Recipe, workdir: Path, name: str, extra_columns: tuple[str, ...] = ()
+) -> _SourceLayout:
+    src = recipe.sources[name]
+    parts = list_parts(documents_dir(workdir, name))
+    needed: set[str] = {TOKENS_COLUMN, *extra_columns}
+    for expr in src.filters:
+        needed |= filter_columns(expr)
+    columns: dict[str, list[str]] = {}
+    doc_columns = []
+    for col in sorted(needed):
+        tagger = attribute_tagger(col)
+        if tagger is None:
+            if col in DOCUMENT_COLUMNS and col != "id":
+                doc_columns.append(col)
+            continue
+        columns.setdefault(tagger, []).append(col)
+    missing = []
+    if not parts:
+        missing.append(f"no documents under {documents_dir(workdir, name)}")
+    attr_parts: dict[str, dict[int, Path]] = {}
+    for tagger in columns:
+        found = {part_index(p): p for p in list_parts(attributes_dir(workdir, tagger, name))}
+        attr_parts[tagger] = found
+        if not parts:
+            continue
+        absent = [p for p in parts if part_index(p) not in found]
+        if len(absent) == len(parts):
+            missing.append(
+                f"no attributes under {attributes_dir(workdir, tagger, name)} (needed for {', '.join(columns[tagger])})"
+            )
+        elif absent:
+            missing.append(
+                f"{attributes_dir(workdir, tagger, name)}: {len(absent)} of {len(parts)} parts not tagged yet"
+            )
+    return _SourceLayout(parts, attr_parts, columns, doc_columns, missing)
+
+
+def _read_part_table(
+    source: str, layout: _SourceLayout, part: Path, filter_text: Callable[[str], str]
+) -> pa.Table:
+    """The documents part's id (+ document columns) with the needed attribute columns beside it."""
+    docs = pq.read_table(part, columns=["id", *layout.doc_columns])
+    idx = part_index(part)
+    arrays = {name: docs.column(name) for name in docs.column_names}
+    for tagger, cols in layout.columns.items():
+        path = layout.attr_parts[tagger][idx]
+        have = set(pq.read_schema(path).names)
+        for col in cols:
+            if col not in have:
+                known = ", ".join(sorted(c for c in have if c != "id"))
+                raise MixerError(
+                    f"source {source}: unknown attribute {col!r}{filter_text(col)} "
+                    f"(attributes/{tagger}/{source} has: {known})"
+                )
+        # The row-order contract lets the columns sit side by side; reading each part's id
+        # column only to compare would double the I/O, so the row count is the check.
+        attrs = pq.read_table(path, columns=cols)
+        if attrs.num_rows != docs.num_rows:
+            raise MixerError(
+                f"{path}: {attrs.num_rows} rows for the {docs.num_rows} of {part} "
+                "(attributes are stale: rerun `mixer tag`)"
+            )
+        for col in cols:
+            arrays[col] = attrs.column(col)
+    return pa.table(arrays)
+
+
+def _connect():
+    import duckdb
+
+    return duckdb.connect(config={"enable_external_access": False, "threads": 1})
+
+
+def _scan_part(recipe: Recipe, source: str, layout: _SourceLayout, part: Path, keep: bool) -> dict:
+    """Funnel counts of one part; with `keep`, the surviving rows with their hash and tokens."""
+    import duckdb
+
+    src = recipe.sources[source]
+
+    def filter_text(col: str) -> str:
+        for i, expr in enumerate(src.filters):
+            if col in filter_columns(expr):
+                return f" in filter {recipe.where('sources', source, 'filters', i)} {expr!r}"
+        return ""
+
+    table = _read_part_table(source, layout, part, filter_text)
+    con = _connect()
+    try:
+        con.register("__t", table)
+        steps = ", ".join(
+            f"coalesce(({expr}), false) AS __s{i}" for i, expr in enumerate(src.filters)
+        )
+        sql = (
+            f"SELECT coalesce(CAST({TOKENS_COLUMN} AS BIGINT), 0) + 1 AS n"
+            + (", " + steps if steps else "")
+            + " FROM __t"
+        )
+        try:
+            result = con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            # find the filter at fault: evaluate them one at a time
+            for i, expr in enumerate(src.filters):
+                try:
+                    con.execute(f"SELECT coalesce(({expr}), false) FROM __t LIMIT 0")
+                except duckdb.Error as e2:
+                    msg = str(e2).splitlines()[0]
+                    raise MixerError(
+                        f"{recipe.where('sources', source, 'filters', i)}: filter {expr!r} failed on source {source}: {msg}"
+                    ) from None
+            raise MixerError(f"source {source}: {part}: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
+    n = result.column("n").to_numpy()
+    alive = np.ones(len(n), dtype=bool)
+    funnel = []
+    for i in range(len(src.filters)):
+        column = result.column(f"__s{i}")
+        if column.type != pa.bool_():
+            raise MixerError(
+                f"{recipe.where('sources', source, 'filters', i)}: filter {src.filters[i]!r} "
+                f"is not a boolean expression (it gives {column.type})"
+            )
+        alive &= column.to_numpy(zero_copy_only=False)
+        funnel.append((int(alive.sum()), int(n[alive].sum())))
+    out = {"index": part_index(part), "docs": len(n), "tokens": int(n.sum()), "funnel": funnel}
+    if keep:
+        rows = np.flatnonzero(alive)
+        out["rows"] = rows
+        out["h"] = seeded_hash(table.column("id").take(pa.array(rows)), recipe.seed)
+        out["n"] = n[rows]
+    return out
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads FNV's weak low bits over the whole word."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def seeded_hash(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
+    """A 64-bit hash of each id's UTF-8 bytes under `seed` (FNV-1a, then splitmix64), vectorised.
+
+    Defined here, not by a library version, so a selection is the same on every machine; it
+    depends on the id alone, so it is the same whatever the order or split of the rows.
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+    ids = pc.fill_null(ids.cast(pa.large_string()), "")
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + n + 1]
+    data_buf = ids.buffers()[2]
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    )
+    lengths = np.diff(offsets)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the rows still going are a prefix
+    starts, lens = offsets[:-1][order], lengths[order]
+    with np.errstate(over="ignore"):
+        h = np.full(n, _FNV_OFFSET ^ _mix64(np.array([seed], dtype=np.uint64))[0], dtype=np.uint64)
+        for pos in range(int(lens[0]) if n else 0):
+            k = int(np.searchsorted(-lens, -pos, side="left"))  # rows with length > pos
+            h[:k] = (h[:k] ^ data[starts[:k] + pos].astype(np.uint64)) * _FNV_PRIME
+        out = np.empty(n, dtype=np.uint64)
+        out[order] = _mix64(h)
+    return out
+
+
+def _workers(recipe: Recipe, n_tasks: int) -> int:
+    want = recipe.mix.get("workers") or os.cpu_count() or 1
+    return max(1, min(want, n_tasks))
+
+
+def _scan_sources(
+    recipe: Recipe, workdir: Path, layouts: dict[str, _SourceLayout], keep: bool, progress: bool
+) -> dict:
+    tasks = [(s, p) for s, lay in layouts.items() for p in lay.parts]
+    results: dict[str, list[dict]] = {s: [] for s in layouts}
+    if not tasks:
+        return results
+    bar = tqdm(total=len(tasks), desc="scan", unit="part", disable=not progress)
+    with ThreadPoolExecutor(_workers(recipe, len(tasks))) as ex:
+        futures = [ex.submit(_scan_part, recipe, s, layouts[s], p, keep) for s, p in tasks]
+        for (s, _), fut in zip(tasks, futures, strict=True):
+            results[s].append(fut.result())
+            bar.update()
+    bar.close()
+    return results
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def compute_targets(
+    recipe: Recipe, plans: dict[str, SourcePlan]
+) -> tuple[dict, list[str], list[str]]:
+    """Fill target_tokens and share of each source plan; returns (groups, errors, notes)."""
+    errors: list[str] = []
+    notes: list[str] = []
+    groups: dict[str, dict] = {}
+    for g in recipe.groups.values():
+        group_tokens = g.share * recipe.budget
+        fixed = 0.0
+        unknown = False
+        for sname, t in g.sources.items():
+            sp = plans[sname]
+            if t.kind == "tokens":
+                sp.target_tokens = int(round(t.value))
+            elif t.kind == "percent":
+                if sp.eligible_tokens is None:
+                    unknown = True
+                    continue
+                sp.target_tokens = int(round(t.value / 100.0 * sp.eligible_tokens))
+            else:
+                continue
+            fixed += sp.target_tokens
+        weights = {s: t.value for s, t in g.sources.items() if t.kind == "weight"}
+        left = group_tokens - fixed
+        if fixed > group_tokens * (1 + TARGET_TOLERANCE) and not unknown:
+            errors.append(
+                f"{recipe.where('groups', g.name)}: fixed targets (tokens/percent) need {format_tokens(fixed)} tokens, "
+                f"more than the group's share {g.share:g} x budget = {format_tokens(group_tokens)} "
+                f"(over by {format_tokens(fixed - group_tokens)})"
+            )
+            left = 0.0
+        left = max(left, 0.0)
+        if weights:
+            total_w = sum(weights.values())
+            for sname, w in weights.items():
+                plans[sname].target_tokens = None if unknown else int(round(left * w / total_w))
+        elif not unknown and left > group_tokens * TARGET_TOLERANCE:
+            notes.append(
+                f"group {g.name}: its sources' fixed targets fill {format_tokens(fixed)} of its "
+                f"{format_tokens(group_tokens)} share (no weight source takes the rest)"
+            )
+        groups[g.name] = {
+            "share": g.share,
+            "budget_tokens": int(round(group_tokens)),
+            "target_tokens": None
+            if unknown
+            else int(sum(plans[s].target_tokens or 0 for s in g.sources)),
+        }
+    total = sum(sp.target_tokens or 0 for sp in plans.values())
+    for sname, sp in plans.items():
+        if sp.target_tokens is not None and total > 0:
+            sp.share = sp.target_tokens / total
+        errors.extend(_reachability(recipe, sname, sp))
+    return groups, errors, notes
+
+
+def _reachability(recipe: Recipe, sname: str, sp: SourcePlan) -> list[str]:
+    if sp.target_tokens is None or sp.eligible_tokens is None:
+        return []
+    where = recipe.where("groups", sp.group, "sources", sname)
+    reach = sp.eligible_tokens * sp.max_repetition
+    if sp.target_tokens > 0 and sp.eligible_tokens == 0:
+        return [
+            f"{where}: target {format_tokens(sp.target_tokens)} tokens but no document of source {sname} is left after its filters"
+        ]
+    if sp.target_tokens > reach * (1 + TARGET_TOLERANCE):
+        return [
+            f"{where}: target {format_tokens(sp.target_tokens)} tokens needs repetition "
+            f"{sp.target_tokens / sp.eligible_tokens:.3g}x of {format_tokens(sp.eligible_tokens)} tokens after filters; "
+            f"max_repetition {sp.max_repetition:g} allows {format_tokens(reach)}: short by "
+            f"{format_tokens(sp.target_tokens - reach)} tokens ({sp.target_tokens - int(reach):,})"
+        ]
+    if sp.target_tokens > reach:
+        sp.notes.append(
+            f"short by {sp.target_tokens - int(reach):,} tokens (within 0.5%): max_repetition reached"
+        )
+    return []
+
+
+# ------------------------------------------------------------------------------ plan
+
+
+def plan(
+    recipe: Recipe, workdir: str | Path | None = None, progress: bool = False, _keep: bool = False
+) -> Plan:
+    """Plan the mix from what exists in the workdir; never writes anything.
+
+    Sources whose documents (or needed attributes) are absent plan from the recipe's
+    `expected_tokens`/`expected_docs` when given, else are listed without availability.
+    """
+    workdir = Path(workdir) if workdir is not None else recipe.workdir
+    plans: dict[str, SourcePlan] = {}
+    layouts: dict[str, _SourceLayout] = {}
+    for sname, src in recipe.sources.items():
+        target = recipe.target_of(sname)
+        sp = SourcePlan(
+            sname, recipe.group_of(sname), target.kind, target.value, src.max_repetition
+        )
+        plans[sname] = sp
+        layout = _layout(recipe, workdir, sname)
+        if layout.missing:
+            sp.notes.extend(layout.missing)
+            if src.expected_tokens is not None:
+                sp.status = "expected"
+                sp.eligible_tokens = src.expected_tokens
+                sp.eligible_docs = src.expected_docs
+                sp.notes.append("planned from the recipe's expected_tokens")
+        else:
+            layouts[sname] = layout
+    scanned = _scan_sources(recipe, workdir, layouts, _keep, progress)
+    survivors: dict[str, dict] = {}
+    for sname, parts in scanned.items():
+        sp = plans[sname]
+        sp.status = "data"
+        parts.sort(key=lambda r: r["index"])
+        sp.docs = sum(r["docs"] for r in parts)
+        sp.tokens = sum(r["tokens"] for r in parts)
+        filters = recipe.sources[sname].filters
+        sp.funnel = [
+            {
+                "filter": expr,
+                "docs": sum(r["funnel"][i][0] for r in parts),
+                "tokens": sum(r["funnel"][i][1] for r in parts),
+            }
+            for i, expr in enumerate(filters)
+        ]
+        sp.eligible_docs = sp.funnel[-1]["docs"] if sp.funnel else sp.docs
+        sp.eligible_tokens = sp.funnel[-1]["tokens"] if sp.funnel else sp.tokens
+        if _keep:
+            survivors[sname] = {
+                "part": np.concatenate(
+                    [np.full(len(r["rows"]), r["index"], dtype=np.int64) for r in parts]
+                ),
+                "row": np.concatenate([r["rows"] for r in parts]).astype(np.int64),
+                "h": np.concatenate([r["h"] for r in parts]).astype(np.uint64),
+                "n": np.concatenate([r["n"] for r in parts]).astype(np.int64),
+            }
+    groups, errors, notes = compute_targets(recipe, plans)
+    return Plan(recipe, workdir, plans, groups, missing_inputs(recipe), errors, notes, survivors)
+
+
+def _span_columns(recipe: Recipe) -> tuple[str, ...]:
+    col = recipe.mix.get("remove_spans")
+    return (col,) if col else ()
+
+
+# ------------------------------------------------------------------------------ selection
+
+
+FILL_PASSES = 8
+
+
+def select_copies(h: np.ndarray, n: np.ndarray, target: int, max_repetition: float) -> np.ndarray:
+    """Copies of each surviving document so that sum(copies * n) is close to `target`.
+
+    Whole repeats first (floor of target / available, at most max_repetition); then the
+    remainder from the lowest hashes: documents are taken in hash order while they fit in
+    what is left, a few passes fill the last gap with the next documents in hash order that
+    fit, and a last one may overshoot by less than the gap. The choice depends only on the
+    (hash, tokens) of the documents, never on the order of the rows.
+    """
+    copies = np.zeros(len(n), dtype=np.int64)
+    available = int(n.sum())
+    if target <= 0 or available == 0:
+        return copies
+    whole = min(target // available, int(math.floor(max_repetition)))
+    copies += whole
+    # never more than max_repetition x the available tokens in all
+    remainder = min(target - whole * available, int((max_repetition - whole) * available))
+    if remainder <= 0:
+        return copies
+    order = np.argsort(h, kind="stable")
+    sizes = n[order]
+    taken = np.zeros(len(order), dtype=bool)
+    cums = np.cumsum(sizes)
+    k = int(np.searchsorted(cums, remainder, side="right"))  # the hash-order prefix that fits
+    taken[:k] = True
+    gap = remainder - (int(cums[k - 1]) if k else 0)
+    rest = k + np.flatnonzero(sizes[k:] <= gap)  # later documents small enough for the gap
+    for _ in range(FILL_PASSES):
+        rest = rest[sizes[rest] <= gap]
+        if gap == 0 or not len(rest):
+            break
+        fill = np.cumsum(sizes[rest])
+        j = int(np.searchsorted(fill, gap, side="right"))
+        taken[rest[:j]] = True
+        gap -= int(fill[j - 1])
+        rest = rest[j:]
+    if gap > 0:  # one more document if it lands closer to the target than stopping here
+        closer = k + np.flatnonzero(~taken[k:] & (sizes[k:] < 2 * gap))
+        if len(closer):
+            taken[closer[0]] = True
+    copies[order[taken]] += 1
+    return copies
+
+
+def _remove_spans(texts: pa.ChunkedArray, spans: pa.ChunkedArray) -> tuple[pa.Array, int]:
+    """Cut [start, end) character spans out of each text; returns new texts, chars removed."""
+    spans_list = spans.to_pylist()
+    has = [i for i, s in enumerate(spans_list) if s]
+    if not has:
+        return texts, 0
+    out = texts.to_pylist()
+    removed = 0
+    for i in has:
+        text = out[i] or ""
+        pieces, pos = [], 0
+        for span in sorted(_span_bounds(s) for s in spans_list[i]):
+            start, end = max(span[0], pos), min(span[1], len(text))
+            if start >= end:
+                continue
+            pieces.append(text[pos:start])
+            removed += end - start
+            pos = end
+        pieces.append(text[pos:])
+        out[i] = "".join(pieces)
+    return pa.array(out, type=pa.string()), removed
+
+
+def _span_bounds(span) -> tuple[int, int]:
+    if isinstance(span, dict):
+        return int(span["start"]), int(span["end"])
+    return int(span[0]), int(span[1])
+
+
+def _write_part(
+    path: Path,
+    source: str,
+    doc_part: Path,
+    rows: np.ndarray,
+    copies: np.ndarray,
+    span_part: Path | None,
+    span_col: str | None,
+) -> dict:
+    docs = pq.read_table(doc_part, columns=["id", "text"])
+    reps = np.repeat(rows, copies)
+    first = np.repeat(np.cumsum(copies) - copies, copies)  # where each document's copies start
+    repeat = (np.arange(len(reps)) - first).astype(np.int32)
+    text = docs.column("text")
+    removed = 0
+    if span_part is not None:
+        spans = pq.read_table(span_part, columns=[span_col]).column(span_col).take(pa.array(rows))
+        new_text, removed = _remove_spans(text.take(pa.array(rows)), spans)
+        text = pa.chunked_array([new_text]).take(pa.array(np.repeat(np.arange(len(rows)), copies)))
+    else:
+        text = text.take(pa.array(reps))
+    table = pa.table(
+        {
+            "id": docs.column("id").take(pa.array(reps)),
+            "text": text,
+            "source": pa.array([source] * len(reps), type=pa.string()),
+            "repeat": pa.array(repeat, type=pa.int32()),
+            "doc_part": pa.array(np.full(len(reps), part_index(doc_part), dtype=np.int32)),
+            "doc_row": pa.array(reps.astype(np.int64)),
+        }
+    )
+    write_parquet_atomic(path, table)
+    return {"rows": table.num_rows, "chars_removed": removed}
+
+
+def _fingerprint(recipe: Recipe, workdir: Path) -> str:
+    files = {}
+    extra = _span_columns(recipe)
+    for sname in recipe.sources:
+        layout = _layout(recipe, workdir, sname, extra)
+        for p in layout.parts:
+            files[str(p.relative_to(workdir))] = file_fingerprint(p, with_hash=False)
+        for found in layout.attr_parts.values():
+            for p in found.values():
+                files[str(p.relative_to(workdir))] = file_fingerprint(p, with_hash=False)
+    config = {
+        "version": MIX_VERSION,
+        "seed": recipe.seed,
+        "budget": recipe.budget,
+        "mix": recipe.mix,
+        "sources": {s: [v.filters, v.max_repetition] for s, v in recipe.sources.items()},
+        "groups": {
+            g: [v.share, {s: [t.kind, t.value] for s, t in v.sources.items()}]
+            for g, v in recipe.groups.items()
+        },
+    }
+    return config_hash({"config": config, "files": files})
+
+
+def run_mix(recipe: Recipe, workdir: str | Path | None = None, progress: bool = True) -> dict:
+    """Select the mix and write mixes/<name>/part-*.parquet + manifest.json; returns the manifest.
+
+    A rerun with the same recipe settings and the same documents/attributes parts skips.
+    """
+    workdir = Path(workdir) if workdir is not None else recipe.workdir
+    out_dir = mix_dir(workdir, recipe.name)
+    fingerprint = _fingerprint(recipe, workdir)
+    old = read_json(out_dir / MANIFEST)
+    if (
+        old
+        and old.get("fingerprint") == fingerprint
+        and all((out_dir / p["path"]).exists() for p in old.get("parts", []))
+    ):
+        return {**old, "skipped": True}
+
+    p = plan(recipe, workdir, progress=progress, _keep=True)
+    absent = [
+        f"source {s}: {'; '.join(sp.notes)}" for s, sp in p.sources.items() if sp.status != "data"
+    ]
+    if absent:
+        raise MixerError(f"cannot mix before every source is ingested and tagged: {absent[0]}")
+    if p.errors:
+        more = f" (and {len(p.errors) - 1} more: see `mixer plan`)" if len(p.errors) > 1 else ""
+        raise MixerError(p.errors[0] + more)
+
+    span_col = recipe.mix.get("remove_spans")
+    span_tagger = attribute_tagger(span_col) if span_col else None
+    max_rows = recipe.mix.get("max_rows_per_part")
+    jobs = []
+    manifest_sources = {}
+    for sname, sp in p.sources.items():
+        surv = p.survivors[sname]
+        copies = select_copies(surv["h"], surv["n"], sp.target_tokens or 0, sp.max_repetition)
+        selected_tokens = int((copies * surv["n"]).sum())
+        info = sp.to_dict()
+        info.update(
+            selected_docs=int(copies.sum()),
+            unique_docs=int((copies > 0).sum()),
+            selected_tokens=selected_tokens,
+            achieved_repetition=(selected_tokens / sp.eligible_tokens)
+            if sp.eligible_tokens
+            else None,
+            cause=_shortfall_cause(sp, selected_tokens, surv["n"]),
+        )
+        manifest_sources[sname] = info
+        span_parts = {}
+        if span_tagger:
+            span_dir = attributes_dir(workdir, span_tagger, sname)
+            span_parts = {
+                part_index(x): x
+                for x in list_parts(span_dir)
+                if span_col in pq.read_schema(x).names
+            }
+        doc_parts = {part_index(x): x for x in list_parts(documents_dir(workdir, sname))}
+        chosen = copies > 0  # survivors are in (part, row) order already
+        parts_sel, rows_sel, copies_sel = surv["part"][chosen], surv["row"][chosen], copies[chosen]
+        bounds = np.flatnonzero(np.diff(parts_sel)) + 1
+        for seg in np.split(np.arange(len(parts_sel)), bounds):
+            if not len(seg):
+                continue
+            idx = int(parts_sel[seg[0]])
+            for chunk in _chunks(seg, copies_sel, max_rows):
+                jobs.append(
+                    (sname, doc_parts[idx], rows_sel[chunk], copies_sel[chunk], span_parts.get(idx))
+                )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # parts are about to change: a run killed from here on must not leave a manifest that
+    # vouches for them
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    part_records = []
+    bar = tqdm(total=len(jobs), desc="mix", unit="part", disable=not progress or not jobs)
+    with ThreadPoolExecutor(_workers(recipe, len(jobs))) as ex:
+        futures = [
+            ex.submit(_write_part, out_dir / part_name(i), s, dp, rows, cps, spp, span_col)
+            for i, (s, dp, rows, cps, spp) in enumerate(jobs)
+        ]
+        for i, ((s, dp, _rows, _cps, _spp), fut) in enumerate(zip(jobs, futures, strict=True)):
+            res = fut.result()
+            part_records.append(
+                {"path": part_name(i), "source": s, "doc_part": part_index(dp), "rows": res["rows"]}
+            )
+            manifest_sources[s]["chars_removed"] = (
+                manifest_sources[s].get("chars_removed", 0) + res["chars_removed"]
+            )
+            bar.update()
+    bar.close()
+    keep = {r["path"] for r in part_records}
+    for stale in list_parts(out_dir):
+        if stale.name not in keep:
+            stale.unlink()
+
+    total_selected = sum(s["selected_tokens"] for s in manifest_sources.values())
+    for s in manifest_sources.values():
+        s["selected_share"] = s["selected_tokens"] / total_selected if total_selected else None
+    manifest = {
+        "mix": recipe.name,
+        "recipe": str(recipe.path),
+        "seed": recipe.seed,
+        "budget": recipe.budget,
+        "total_target_tokens": p.total_target,
+        "total_selected_tokens": total_selected,
+        "total_tokens": total_selected,
+        "total_selected_docs": sum(s["selected_docs"] for s in manifest_sources.values()),
+        "tokens_counted_as": "tokens__count + 1 (EOS) per document",
+        "groups": p.groups,
+        "sources": manifest_sources,
+        "parts": part_records,
+        "notes": p.notes,
+        "fingerprint": fingerprint,
+    }
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    return {**manifest, "skipped": False}
+
+
+def _chunks(seg: np.ndarray, copies: np.ndarray, max_rows: int | None) -> list[np.ndarray]:
+    if not max_rows:
+        return [seg]
+    rows_cum = np.cumsum(copies[seg])
+    cuts = np.flatnonzero(np.diff(rows_cum // max_rows)) + 1
+    return [c for c in np.split(seg, cuts) if len(c)]
+
+
+def _shortfall_cause(sp: SourcePlan, selected: int, n: np.ndarray) -> str | None:
+    target = sp.target_tokens or 0
+    if target == 0 or abs(selected - target) <= TARGET_TOLERANCE * target:
+        return None
+    available = int(n.sum())
+    if selected < target and available * sp.max_repetition < target:
+        return f"max_repetition {sp.max_repetition:g} reached: {available:,} tokens after filters give at most {int(available * sp.max_repetition):,}"
+    return (
+        f"documents are too large for this target: the closest selection is {selected:,} tokens "
+        f"for a target of {target:,} (largest document {int(n.max()):,} tokens)"
+    )
+
+
+# ------------------------------------------------------------------------------ printing
+
+
+def _fmt_int(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def format_plan(p: Plan) -> str:
+    r = p.recipe
+    lines = [
+        f"mix {r.name}   budget {format_tokens(r.budget)} tokens   seed {r.seed}   workdir {p.workdir}",
+        "",
+    ]
+    for sname, sp in p.sources.items():
+        t = sp.target_kind
+        tv = (
+            f"{sp.target_value:g}%"
+            if t == "percent"
+            else (format_tokens(sp.target_value) if t == "tokens" else f"{sp.target_value:g}")
+        )
+        lines.append(
+            f"source {sname}   group {sp.group}   {t} {tv}   max_repetition {sp.max_repetition:g}   [{sp.status}]"
+        )
+        rows = [("available", sp.docs, sp.tokens)]
+        rows += [
+            (f"{i + 1}. {f['filter']}", f["docs"], f["tokens"]) for i, f in enumerate(sp.funnel)
+        ]
+        if sp.status == "expected":
+            rows = [("expected (recipe)", sp.eligible_docs, sp.eligible_tokens)]
+        width = max(24, *(len(x[0]) for x in rows))
+        width = min(width, 70)
+        lines.append(f"  {'step':<{width}}  {'docs':>14}  {'tokens':>18}")
+        for label, d, tk in rows:
+            label = label if len(label) <= width else label[: width - 3] + "..."
+            lines.append(f"  {label:<{width}}  {_fmt_int(d):>14}  {_fmt_int(tk):>18}")
+        rep = sp.repetition
+        share = f"{sp.share * 100:.2f}%" if sp.share is not None else "-"
+        lines.append(
+            f"  target {_fmt_int(sp.target_tokens)} tokens ({format_tokens(sp.target_tokens)})   "
+            f"repetition {'-' if rep is None else f'{rep:.3f}x'}   share of mix {share}"
+        )
+        for note in sp.notes:
+            lines.append(f"  note: {note}")
+        lines.append("")
+    header = f"{'source':<16} {'group':<10} {'status':<8} {'docs':>12} {'tokens':>10} {'after filters':>13} {'target':>10} {'rep':>7} {'share':>7}"
+    lines += [header, "-" * len(header)]
+    for sname, sp in p.sources.items():
+        rep = sp.repetition
+        lines.append(
+            f"{sname[:16]:<16} {sp.group[:10]:<10} {sp.status:<8} {_fmt_int(sp.docs if sp.docs is not None else sp.eligible_docs):>12} "
+            f"{format_tokens(sp.tokens):>10} {format_tokens(sp.eligible_tokens):>13} "
+            f"{format_tokens(sp.target_tokens):>10} {'-' if rep is None else f'{rep:.2f}x':>7} "
+            f"{'-' if sp.share is None else f'{sp.share * 100:.2f}%':>7}"
+        )
+    total = p.total_target
+    lines.append(
+        f"total target {format_tokens(total)} tokens of a {format_tokens(r.budget)} budget"
+    )
+    if p.missing_inputs:
+        lines += ["", f"missing inputs ({len(p.missing_inputs)}):"] + [
+            f"  {m}" for m in p.missing_inputs
+        ]
+    for note in p.notes:
+        lines.append(f"note: {note}")
+    for err in p.errors:
+        lines.append(f"error: {err}")
+    return "\n".join(lines)

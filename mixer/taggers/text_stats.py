@@ -1,0 +1,322 @@
+"""Shared text helpers for the rule taggers: a fast word splitter, line helpers, n-gram ids.
+
+The Gopher/FineWeb rules are defined over "words". datatrove splits English words with spaCy's
+rule-based tokenizer; `split_words` follows the same scheme (split on whitespace; peel prefix
+and suffix punctuation off each chunk; split some infixes; keep URLs, e-mail addresses,
+initialisms and a few abbreviations whole; split contractions "don't" -> "do", "n't") with
+regular expressions of our own, and takes a fast path for plain alphanumeric chunks, which are
+most of any text. docs/taggers.md gives its measured agreement with spaCy.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+
+# The characters that make a word "only symbols": all Unicode punctuation and symbols (what is
+# neither a word character nor a space) plus "_".
+_SYMBOL_ONLY = re.compile(r"^[\W_]+$")
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
+
+_ICONS = "\u00a6\u00a9\u00ae\u00b0\u2100-\u214f\u2190-\u21ff\u2300-\u23ff\u2460-\u27bf\u2900-\u2bff\U0001f000-\U0001faff"
+_QUOTES = "'\"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧"
+_PUNCT = ",:;!?¿؟¡()\\[\\]{}<>_#*&。？！，、；：～·।،۔؛٪…"
+_CURRENCY = "$£€¥฿₽﷼₴₠-₿"
+_UNITS = "km²|km³|km|m²|m³|dm|cm|mm|µm|nm|mi|ft|in|yd|kg|mg|µg|g|t|lb|oz|m/s|km/h|kmh|mph|hPa|Pa|mbar|mb|MB|kb|KB|gb|GB|tb|TB|T|G|M|K|ha|m"
+# Peeled off the start of a chunk, one at a time.
+_PREFIX = re.compile(
+    rf"(?:\.\.+|……|\+(?![0-9])|[§%=—–{_PUNCT}{_QUOTES}{_CURRENCY}{_ICONS}]|US\$|C\$|A\$)"
+)
+# Peeled off the end of a chunk.
+_SUFFIX = re.compile(
+    rf"(?:\.\.+|……|['’](?:s|S)|—|–|[{_PUNCT}{_QUOTES}{_ICONS}%]"
+    rf"|(?<=[0-9])\+|(?<=[0-9])[{_CURRENCY}]"
+    rf"|(?<=[0-9])(?:{_UNITS})"
+    rf"|(?<=[^\W_A-Z%°'\"”’`)\]}}])\.|(?<=[%°'\"”’`)\]}}])\.|(?<=[A-Z][A-Z])\.)$"
+)
+# Split inside what is left.
+_INFIX = re.compile(
+    rf"(\.\.+|…|[{_ICONS}]|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[a-zß-ÿ'\"])\.(?=[A-Z'\"])"
+    r"|(?<=[^\W\d_]),(?=[^\W\d_])|(?<=[^\W_])(?:---|--|——|-|–|—|~)(?=[^\W\d_])"
+    r"|(?<=[^\W_])[:<>=/](?=[^\W\d_]))"
+)
+_URL = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.-]*://|www\.)\S+$|[\w.+-]+@[\w-]+(?:\.[\w-]+)+$"
+    r"|(?:[a-z0-9\u00a1-\uffff][a-z0-9\u00a1-\uffff_-]*\.)+[a-z\u00a1-\uffff]{2,63}(?::\d+)?(?:[/?#]\S*)?$"
+)
+# Chunks kept whole although they end in a period or hold punctuation.
+_KEEP_WHOLE = frozenset(
+    "Mr. Mrs. Ms. Dr. St. Jr. Sr. Inc. Ltd. Co. Corp. vs. e.g. i.e. a.m. p.m. Jan. Feb. Mar. Apr. "
+    "Jun. Jul. Aug. Sep. Sept. Oct. Nov. Dec. Mt. Gov. Gen. Rep. Sen. Rev. Bros. Ph.D. "
+    "and/or :) :( :-) :-( ): (: ;) :P :D :p :* 8) =] =) :] :/ (= -= '' 's ’s n't".split()
+)
+_NUMBER_UNIT = re.compile(rf"(\d+)({_UNITS})$")
+_INITIALISM = re.compile(r"(?:[^\W\d_]\.)+$")
+_CONTRACTION = re.compile(r"(?i)(n['’]t|['’](?:s|m|d|ll|re|ve))$")
+# Contractions written without the apostrophe that spaCy still splits ("dont" -> "do", "nt"),
+# only where the result is not an ordinary word ("its", "well", "here" stay whole).
+_NEG = "ai are ca could did does do had has have is may might must need ought sha should was were wo would"
+_PRON_SUFFIXES = {
+    "i": "d m ve", "you": "d ll re ve", "he": "d s", "she": "s", "it": "d ll", "we": "d ve",
+    "they": "d ll re ve", "that": "d ll s", "there": "d ll re s ve", "these": "d ll re ve",
+    "this": "d ll s", "those": "d ll re ve", "what": "d ll re s ve", "when": "d ll re s ve",
+    "where": "d ll re s ve", "why": "d ll re s ve", "how": "d ll re s ve", "who": "d ll s ve",
+}  # fmt: skip
+_BARE_CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    stem + "nt": (stem, "nt") for stem in _NEG.split()
+}
+for _stem, _sufs in _PRON_SUFFIXES.items():
+    _BARE_CONTRACTIONS.update({_stem + x: (_stem, x) for x in _sufs.split()})
+_BARE_CONTRACTIONS.update(
+    {"cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("got", "ta")}
+)
+for _k, _v in list(_BARE_CONTRACTIONS.items()):
+    _BARE_CONTRACTIONS[_k.capitalize()] = (_v[0].capitalize(), *_v[1:])
+
+
+def _split_chunk(chunk: str) -> list[str]:
+    """spaCy-like split of one whitespace-free chunk that is not plain alphanumeric."""
+    if chunk in _KEEP_WHOLE:
+        return [chunk]
+    first = chunk[0]
+    if first != "." and chunk.count(first) == len(chunk) and _PREFIX.match(first):
+        return list(chunk)  # "=====" or "*****": one token per mark, without quadratic peeling
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    s = chunk
+    while s:
+        if s in _KEEP_WHOLE or (len(s) > 1 and _INITIALISM.match(s)):
+            break
+        m = _PREFIX.match(s)
+        if m and m.end() < len(s) + 1 and m.end() > 0:
+            prefixes.append(m.group())
+            s = s[m.end() :]
+            continue
+        m = _SUFFIX.search(s, max(0, len(s) - 6))  # suffixes are short: look at the end only
+        if m and m.start() > 0:
+            suffixes.append(m.group())
+            s = s[: m.start()]
+            continue
+        if m and m.start() == 0:
+            prefixes.append(s)
+            s = ""
+        break
+    middle: list[str] = []
+    if s:
+        if s in _KEEP_WHOLE or _INITIALISM.match(s) or _URL.match(s):
+            middle = [s]
+        elif s in _BARE_CONTRACTIONS:
+            middle = list(_BARE_CONTRACTIONS[s])
+        else:
+            c = _CONTRACTION.search(s)
+            if c and c.start() > 0:
+                middle = [x for x in _INFIX.split(s[: c.start()]) if x] + [c.group()]
+            else:
+                middle = [x for x in _INFIX.split(s) if x]
+    suffixes.reverse()
+    parts = prefixes + middle + suffixes
+    # spaCy re-joins split pieces that spell a special case, e.g. ")" ":" -> "):"
+    i = 0
+    while i < len(parts) - 1:
+        if parts[i] + parts[i + 1] in _KEEP_WHOLE:
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        else:
+            i += 1
+    return parts
+
+
+def split_words(text: str) -> list[str]:
+    """Words and punctuation tokens of `text`, in order (spaCy-like English splitting)."""
+    out: list[str] = []
+    append, extend = out.append, out.extend
+    bare = _BARE_CONTRACTIONS
+    number_unit = _NUMBER_UNIT.match
+    cache = _chunk_cache
+    for chunk in text.split():
+        if chunk.isalnum():
+            if chunk in bare:
+                extend(bare[chunk])
+            elif chunk[0].isdigit() and (m := number_unit(chunk)):
+                extend(m.groups())
+            else:
+                append(chunk)
+        else:
+            parts = cache.get(chunk)
+            if parts is None:
+                parts = _split_chunk(chunk)
+                if len(cache) >= _CHUNK_CACHE_SIZE:
+                    cache.clear()
+                cache[chunk] = parts
+            extend(parts)
+    return out
+
+
+# Punctuated chunks ("word,", "(the", "end.") repeat a lot: their splits are memoised.
+_CHUNK_CACHE_SIZE = 200_000
+_chunk_cache: dict[str, list[str]] = {}
+
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+# Sentence-ending marks of every script: the Unicode punctuation named full stop, question or
+# exclamation mark, danda or interrobang, without the Spanish inverted (sentence-initial) ones.
+# Generated with unicodedata (Unicode 15) and written out so importing costs nothing.
+TERMINAL_PUNCTUATION = tuple(
+    "!.?\u037e\u055c\u055e\u0589\u061f\u06d4\u0701\u0702\u07f9\u0964\u0965\u1362\u1367"
+    "\u166e\u1803\u1809\u1944\u1945\u203c\u203d\u2047\u2048\u2049\u2cf9\u2cfa\u2cfb\u2cfe"
+    "\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua8ce\ua8cf\uaa5d\uaa5e"
+    "\uaa5f\ufe12\ufe15\ufe16\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56"
+    "\U00010a57\U00011047\U00011048\U000110c0\U000110c1\U00011141\U00011142\U00011143"
+    "\U000111c5\U000111c6\U00011238\U00011239\U0001144b\U0001144c\U000115c2\U000115c3"
+    "\U00011641\U00011642\U00011944\U00011c41\U00011c42\U00016a6e\U00016a6f\U00016af5"
+    "\U00016e98\U0001bc9f\U0001da88"
+)
+
+
+def is_symbol_only(word: str) -> bool:
+    return _SYMBOL_ONLY.match(word) is not None
+
+
+def has_alpha(word: str) -> bool:
+    return _HAS_ALPHA.search(word) is not None
+
+
+def find_duplicates(items: list[str]) -> tuple[int, int]:
+    """(number of items equal to an earlier item, total characters of those items)."""
+    seen: set[str] = set()
+    dup_items = dup_chars = 0
+    for x in items:
+        if x in seen:
+            dup_items += 1
+            dup_chars += len(x)
+        else:
+            seen.add(x)
+    return dup_items, dup_chars
+
+
+def word_ids(words: list[str]) -> np.ndarray:
+    """Dense integer ids of words (equal words share an id), in order."""
+    return vocabulary(words)[1]
+
+
+def vocabulary(words: list[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct words in order of first appearance, id of each word). C-speed dict work."""
+    distinct = list(dict.fromkeys(words))
+    index = {w: i for i, w in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+
+
+def ngram_ids(ids: np.ndarray, n: int, prev: np.ndarray | None = None) -> np.ndarray:
+    """Dense ids of the n-grams starting at each position (len(ids) - n + 1 of them).
+
+    Exact (no hashing): the (n-1)-gram id and the next word id are combined and re-ranked.
+    Pass the (n-1)-gram ids as `prev` to build 2..N-grams incrementally.
+    """
+    count = len(ids) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n == 1:
+        return ids
+    if prev is None:
+        prev = ngram_ids(ids, n - 1)
+    base = int(ids.max()) + 1 if len(ids) else 1
+    combined = prev[:count] * base + ids[n - 1 : n - 1 + count]
+    _, inverse = np.unique(combined, return_inverse=True)
+    return inverse.astype(np.int64, copy=False)
+
+
+def ngram_char_lengths(word_lengths: np.ndarray, n: int) -> np.ndarray:
+    """Characters of each n-gram joined with single spaces."""
+    count = len(word_lengths) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    csum = np.concatenate(([0], np.cumsum(word_lengths, dtype=np.int64)))
+    return csum[n : n + count] - csum[:count] + (n - 1)
+
+
+def top_ngram_chars(keys: np.ndarray, char_lengths: np.ndarray) -> int:
+    """Characters of the most frequent n-gram times its count (ties: the one seen first)."""
+    if len(keys) == 0:
+        return 0
+    counts = np.bincount(keys)
+    best = counts.max()
+    # first position whose n-gram has the top count
+    first = int(np.argmax(counts[keys] == best))
+    return int(char_lengths[first]) * int(best)
+
+
+def duplicate_ngram_chars(keys: np.ndarray, char_lengths: np.ndarray, n: int) -> int:
+    """Characters in repeated n-grams, scanning left to right and skipping past each repeat.
+
+    At each position: if its n-gram was seen before, count its characters and jump n words
+    ahead (so overlapping repeats count once); otherwise remember it and step one word.
+    Only positions whose n-gram occurs more than once can matter, so the loop visits those.
+    """
+    if len(keys) == 0:
+        return 0
+    counts = np.bincount(keys)
+    repeated_pos = np.flatnonzero(counts[keys] > 1)
+    if len(repeated_pos) == 0:
+        return 0
+    seen: set[int] = set()
+    next_visit = 0
+    total = 0
+    rep_keys = keys[repeated_pos].tolist()
+    rep_lens = char_lengths[repeated_pos].tolist()
+    for p, k, c in zip(repeated_pos.tolist(), rep_keys, rep_lens, strict=True):
+        if p < next_visit:
+            continue
+        if k in seen:
+            total += c
+            next_visit = p + n
+        else:
+            seen.add(k)
+    return total
+
+
+# ---------------------------------------------------------------------------- batch helpers
+
+
+def texts_of(docs: pa.Table) -> list[str]:
+    """The `text` column as Python strings (null -> "")."""
+    return ["" if t is None else t for t in docs.column("text").to_pylist()]
+
+
+_split_cache: list = [None, None, None]  # [buffer key, the text column (kept alive), words]
+
+
+def _column_key(column: pa.ChunkedArray) -> tuple:
+    return tuple(
+        (len(c), c.offset, *(b.address if b is not None else 0 for b in c.buffers()))
+        for c in column.chunks
+    )
+
+
+def cached_split_words(docs: pa.Table) -> list[list[str]]:
+    """split_words of every document, computed once per batch and shared by the taggers that run
+    on the same batch in one process (gopher and fineweb both need the words)."""
+    column = docs.column("text")
+    key = _column_key(column)
+    if _split_cache[0] == key and _split_cache[1] is not None:
+        return _split_cache[2]
+    words = [split_words(t) for t in texts_of(docs)]
+    _split_cache[:] = [key, column, words]
+    return words
+
+
+def rows_to_table(
+    name: str, rows: list[dict], int_features, float_features, str_features=("reason",)
+) -> pa.Table:
+    """Feature dicts -> a table with columns '<name>__<feature>' (ints, floats, strings, keep)."""
+    cols: dict[str, pa.Array] = {}
+    for f in int_features:
+        cols[f"{name}__{f}"] = pa.array([r[f] for r in rows], type=pa.int64())
+    for f in float_features:
+        cols[f"{name}__{f}"] = pa.array([r[f] for r in rows], type=pa.float64())
+    for f in str_features:
+        cols[f"{name}__{f}"] = pa.array([r[f] for r in rows], type=pa.string())
+    cols[f"{name}__keep"] = pa.array([r["keep"] for r in rows], type=pa.bool_())
+    return pa.table(cols)

@@ -1,0 +1,238 @@
+"""fastText helpers, `train_from_workdir`, and the `mixer tag` / `mixer train-fasttext` commands."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from mixer import fasttext_model
+from mixer.cli import main
+from mixer.errors import MixerError
+from mixer.schema import DOCUMENT_SCHEMA, attributes_dir, documents_dir
+from mixer.train_fasttext import train_from_workdir
+
+GOOD = (
+    "The report describes the experiment, the method and the results in careful detail, case {i}."
+)
+BAD = "click here now buy cheap pills free prize winner deal {i} !!!"
+OTHER = "Solve the equation x squared plus {i} equals zero and show each algebra step."
+
+
+def _workdir(tmp_path, n=60):
+    """A workdir with three sources of n documents each, two parts for 'web'."""
+    wd = tmp_path / "wd"
+    rows = {
+        "encyclopedic": [GOOD.format(i=i) for i in range(n)],
+        "web": [BAD.format(i=i) for i in range(n)],
+        "math": [OTHER.format(i=i) for i in range(n)],
+    }
+    for source, texts in rows.items():
+        parts = [texts[: n // 2], texts[n // 2 :]] if source == "web" else [texts]
+        start = 0
+        for p, chunk in enumerate(parts):
+            recs = {
+                "id": [f"{source}-{start + i}" for i in range(len(chunk))],
+                "text": chunk,
+                "source": [source] * len(chunk),
+                "added": ["2024-01-01"] * len(chunk),
+                "created": [None] * len(chunk),
+                "metadata": [None] * len(chunk),
+                "src_file": ["x.jsonl"] * len(chunk),
+                "src_line": list(range(1, len(chunk) + 1)),
+            }
+            start += len(chunk)
+            path = documents_dir(wd, source) / f"part-{p:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table(recs, schema=DOCUMENT_SCHEMA), path)
+    return wd
+
+
+def test_normalise_and_predict_work_under_numpy2(tmp_path):
+    assert fasttext_model.normalise_for_fasttext("a\nb\t c\x00d\u2028e  ") == "a b c d e"
+    assert fasttext_model.normalise_for_fasttext("lone \ud800 surrogate") == "lone \ufffd surrogate"
+    assert fasttext_model.normalise_for_fasttext(None) == ""
+    model_path = tmp_path / "m.bin"
+    info = fasttext_model.train([GOOD.format(i=i) for i in range(50)] + [BAD.format(i=i) for i in range(50)],
+                                ["hq"] * 50 + ["lq"] * 50, model_path, epoch=5, dim=16, bucket=10_000)  # fmt: skip
+    assert info["examples"] == 100 and info["labels"] == {"__label__hq": 50, "__label__lq": 50}
+    model = fasttext_model.load(model_path)
+    labels, probs = fasttext_model.predict(
+        model, ["The report describes\nthe method.", "", "buy pills \ud800"]
+    )
+    assert [ls[0] for ls in labels] == ["__label__hq", "__label__lq", "__label__lq"] or labels[0][
+        0
+    ] == "__label__hq"
+    for p in probs:
+        assert len(p) == 2 and abs(float(p.sum()) - 1.0) < 1e-3 and p[0] >= p[1]
+    with pytest.raises(MixerError):
+        fasttext_model.train(["a"], ["only"], tmp_path / "x.bin")
+    with pytest.raises(MixerError):
+        fasttext_model.load(tmp_path / "missing.bin")
+
+
+def test_training_is_deterministic(tmp_path):
+    texts = [GOOD.format(i=i) for i in range(40)] + [BAD.format(i=i) for i in range(40)]
+    labels = ["hq"] * 40 + ["lq"] * 40
+    fasttext_model.train(texts, labels, tmp_path / "a.bin", dim=16, bucket=10_000)
+    fasttext_model.train(texts, labels, tmp_path / "b.bin", dim=16, bucket=10_000)
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_train_from_workdir_binary_and_multilabel(tmp_path):
+    wd = _workdir(tmp_path)
+    m = train_from_workdir(
+        wd,
+        "source = 'encyclopedic'",
+        "source = 'web'",
+        tmp_path / "q.bin",
+        dim=16,
+        bucket=10_000,
+        epoch=10,
+    )
+    assert m["selected"] == {"hq": 60, "lq": 60}
+    assert m["test_docs"] > 0 and m["precision"]["hq"] == 1.0 and m["recall"]["hq"] == 1.0
+    train_from_workdir(
+        wd,
+        "source = 'encyclopedic'",
+        "source = 'web'",
+        tmp_path / "q2.bin",
+        dim=16,
+        bucket=10_000,
+        epoch=10,
+    )
+    assert (tmp_path / "q.bin").read_bytes() == (tmp_path / "q2.bin").read_bytes()
+    multi = train_from_workdir(
+        wd, out=tmp_path / "d.bin", labels={"ency": "source = 'encyclopedic'", "math": "source = 'math'", "web": "true"},
+        max_docs=20, dim=16, bucket=10_000, epoch=10,
+    )  # fmt: skip
+    assert multi["selected"] == {"ency": 20, "math": 20, "web": 20}
+    with pytest.raises(MixerError, match="bad selection SQL"):
+        train_from_workdir(wd, "no_such_column = 1", "true", tmp_path / "x.bin")
+
+
+def test_tag_and_train_fasttext_commands(tmp_path):
+    wd = _workdir(tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(
+        main,
+        [
+            "tag",
+            str(wd),
+            "--taggers",
+            "gopher,c4,fineweb",
+            "--set",
+            "gopher.min_words=5",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "tagged 4 part(s)" in r.output
+    docs = pq.read_table(documents_dir(wd, "web") / "part-00001.parquet")
+    attrs = pq.read_table(attributes_dir(wd, "gopher", "web") / "part-00001.parquet")
+    assert attrs.column("id").to_pylist() == docs.column("id").to_pylist()
+    assert {"gopher__keep", "gopher__reason", "gopher__words"} <= set(attrs.column_names)
+    r = runner.invoke(
+        main,
+        [
+            "tag",
+            str(wd),
+            "--taggers",
+            "gopher,c4,fineweb",
+            "--set",
+            "gopher.min_words=5",
+            "--quiet",
+        ],
+    )
+    assert "skipped 12 up to date" in r.output
+
+    # a classifier trained on attribute columns joined with the documents
+    out = tmp_path / "q.bin"
+    r = runner.invoke(
+        main,
+        ["train-fasttext", str(wd), "--positive", "source = 'encyclopedic' AND gopher__words > 5",
+         "--negative", "source = 'web'", "--out", str(out), "--dim", "16", "--bucket", "10000", "--epoch", "10"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "precision" in r.output and "recall" in r.output and out.exists()
+    r = runner.invoke(
+        main, ["tag", str(wd), "--taggers", "quality", "--set", f"quality.model={out}", "--quiet"]
+    )
+    assert r.exit_code == 0, r.output
+    scores = pq.read_table(attributes_dir(wd, "quality", "encyclopedic") / "part-00000.parquet")
+    assert min(scores.column("quality__score").to_pylist()) > 0.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--taggers", "nope"], "unknown tagger"),
+        (["--taggers", "gopher", "--set", "gopher.bogus=1"], "unknown setting gopher.bogus"),
+        (["--taggers", "gopher", "--set", "novalue"], "expected TAGGER.KEY=VALUE"),
+        (["--taggers", "gopher", "--set", "c4.min_sentences=2"], "not in --taggers"),
+        (["--taggers", "quality"], "quality.model is required"),
+        (["--taggers", "gopher", "--sources", "missing"], "no documents for source"),
+    ],
+)
+def test_tag_command_user_errors_are_one_line(tmp_path, args, message):
+    wd = _workdir(tmp_path, n=4)
+    r = CliRunner().invoke(main, ["tag", str(wd), *args, "--quiet"])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_train_fasttext_user_errors(tmp_path):
+    wd = _workdir(tmp_path, n=4)
+    runner = CliRunner()
+    r = runner.invoke(
+        main,
+        [
+            "train-fasttext",
+            str(wd),
+            "--positive",
+            "source = 'web'",
+            "--out",
+            str(tmp_path / "m.bin"),
+        ],
+    )
+    assert r.exit_code == 2 and "--negative" in r.output
+    r = runner.invoke(
+        main,
+        [
+            "train-fasttext",
+            str(wd),
+            "--positive",
+            "nonsense ((",
+            "--negative",
+            "true",
+            "--out",
+            "m.bin",
+        ],
+    )
+    assert r.exit_code == 2 and "bad selection SQL" in r.output
+    r = runner.invoke(
+        main,
+        [
+            "train-fasttext",
+            str(tmp_path / "empty"),
+            "--positive",
+            "true",
+            "--negative",
+            "true",
+            "--out",
+            "m.bin",
+        ],
+    )
+    assert r.exit_code == 2 and "no documents" in r.output
+
+
+def test_recipe_style_entry_point_takes_snake_case_settings(tmp_path):
+    wd = _workdir(tmp_path, n=20)
+    m = fasttext_model.train_from_workdir(
+        wd, "source = 'encyclopedic'", "source = 'web'", tmp_path / "r.bin",
+        word_ngrams=1, min_count=1, dim=8, bucket=1000, epoch=3, seed=1,
+    )  # fmt: skip
+    assert m["train"]["hyper"]["wordNgrams"] == 1 and m["train"]["hyper"]["minCount"] == 1
+    with pytest.raises(MixerError, match="unknown fastText setting"):
+        fasttext_model.train(["a", "b"], ["x", "y"], tmp_path / "z.bin", nonsense=1)

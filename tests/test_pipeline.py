@@ -1,0 +1,153 @@
+"""`mixer run` end to end on a small cut of the sample corpus: outputs, caching, resume, report,
+inspection commands."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mixer.cli import main
+from mixer.sample_data import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe(tmp: Path, data_root: Path, workdir: Path, **changes) -> Path:
+    """recipes/sample.yaml, pointed at a small corpus, with a budget that corpus can give."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "sample.yaml").read_text())
+    recipe["variables"]["data_root"] = str(data_root)
+    recipe["workdir"] = str(workdir)
+    recipe["taggers"]["quality"]["model"] = str(workdir / "models" / "quality.bin")
+    recipe["budget"] = "60K"
+    recipe["tokenizer"]["train"]["vocab_size"] = 2048
+    recipe.pop("train", None)
+    for key, value in changes.items():
+        recipe[key] = value
+    path = tmp / f"recipe-{len(list(tmp.glob('recipe-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    generate(out, seed=3, scale=0.08)
+    return out
+
+
+def _outputs(wd: Path) -> dict[str, str]:
+    """Digests of the final products: mix, tokens, attributes, documents."""
+    out = {}
+    for sub in ("documents", "attributes", "mixes", "tokens"):
+        for p in sorted((wd / sub).rglob("*")):
+            if p.is_file() and p.name != "manifest.json" and p.name != "tokens.json":
+                out[str(p.relative_to(wd))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _run(args: list[str]):
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def finished(corpus: Path, tmp_path_factory) -> tuple[Path, Path, str]:
+    tmp = tmp_path_factory.mktemp("run")
+    wd = tmp / "wd"
+    recipe = _recipe(tmp, corpus, wd)
+    output = _run(["run", str(recipe), "--quiet", "--workers", "2"])
+    return recipe, wd, output
+
+
+def test_run_writes_every_stage(finished):
+    _, wd, _ = finished
+    assert list((wd / "documents" / "web").glob("part-*.parquet"))
+    assert list((wd / "attributes" / "gopher" / "web").glob("part-*.parquet"))
+    assert list((wd / "attributes" / "dedup" / "web").glob("part-*.parquet"))
+    assert (wd / "mixes" / "sample" / "manifest.json").exists()
+    assert (wd / "tokens" / "sample" / "tokens.json").exists()
+    assert list((wd / "tokens" / "sample").glob("part-*.npy"))
+    html = (wd / "report" / "report.html").read_text()
+    assert "<svg" in html
+    # self-contained: nothing is fetched when the page is opened
+    assert "<script src" not in html and "<link" not in html and "url(http" not in html
+    assert (wd / "report" / "report.json").exists()
+    assert (wd / "mixer.log").read_text().count("done in") >= 5
+
+
+def test_rerun_does_no_work_and_says_so(finished):
+    recipe, wd, _ = finished
+    before = _outputs(wd)
+    out = _run(["run", str(recipe)])
+    lines = [line for line in out.splitlines() if line.startswith("[") and not line.startswith("[report]")]
+    assert lines and all("up to date" in line for line in lines), out
+    assert _outputs(wd) == before
+
+
+def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
+    recipe_path, wd, _ = finished
+    recipe = yaml.safe_load(Path(recipe_path).read_text())
+    recipe["sources"]["web"]["filters"][-1] = "quality__score >= 0.1"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    out = _run(["run", str(changed)])
+    ran = {line.split("]")[0][1:] for line in out.splitlines() if line.endswith("running")}
+    assert ran == {"mix", "tokenize"}, out
+
+
+def test_sql_and_explain(finished):
+    recipe, wd, _ = finished
+    out = _run(["sql", str(wd), "SELECT source, count(*) AS n FROM docs GROUP BY source ORDER BY source"])
+    assert out.splitlines()[0] == "source\tn" and "web" in out
+    out = _run(["sql", str(wd), "SELECT id FROM docs WHERE source = 'web' AND NOT gopher__keep LIMIT 1"])
+    doc_id = out.splitlines()[1]
+    out = _run(["explain", str(wd), doc_id, "--recipe", str(recipe)])
+    assert "gopher__keep: False" in out and "filter FAIL: gopher__keep" in out
+    bad = CliRunner().invoke(main, ["sql", str(wd), "SELECT nope FROM docs"])
+    assert bad.exit_code == 2 and "SQL error" in bad.output
+
+
+def test_report_rebuilds(finished):
+    recipe, wd, _ = finished
+    (wd / "report" / "report.html").unlink()
+    _run(["report", str(wd), "--recipe", str(recipe)])
+    assert (wd / "report" / "report.html").exists()
+
+
+def test_bad_recipe_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbudget: 1M\nsourcez: {}\n")
+    r = CliRunner().invoke(main, ["run", str(bad)])
+    assert r.exit_code == 2 and "sourcez" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.slow
+def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_path):
+    _, clean_wd, _ = finished
+    wd = tmp_path / "wd"
+    recipe = _recipe(tmp_path, corpus, wd)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "mixer.cli", "run", str(recipe), "--quiet", "--workers", "2"]
+    # kill -9 once each of these stages has started
+    for marker in ("ingest-web.json", "tag-web.json", "dedup.json", "mix.json"):
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        deadline = time.time() + 240
+        while proc.poll() is None and time.time() < deadline:
+            if (wd / "state" / "pipeline" / marker).exists():
+                time.sleep(0.3)  # into the next stage
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait()
+    subprocess.run(cmd, env=env, check=True)
+    assert _outputs(wd) == _outputs(clean_wd)

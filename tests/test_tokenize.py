@@ -1,0 +1,408 @@
+"""Tokenize stage: packing, shuffle, EOS handling, the OLMo memmap layout, verify, train."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+import mixer.tokenize as tokenize_module
+from mixer.cli import main
+from mixer.errors import MixerError
+from mixer.tokenize import load_tokenizer, tokenize_mix
+from mixer.train_tokenizer import train_tokenizer
+from mixer.verify_tokens import verify_tokens
+
+SHARED = Path(os.environ.get("MIXER_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+NEOX = SHARED / "tokenizers" / "allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
+DOLMA2 = SHARED / "tokenizers" / "allenai_dolma2.json"
+needs_real = pytest.mark.skipif(not NEOX.is_file(), reason="shared tokenizers not present")
+
+WORDS = (
+    "the of and to in is that for it as was with be by on not he this are or his from at "
+    "which but have an they you were her she there been one all we their has would when "
+    "data model token mixer shard parquet memmap seed shuffle recipe olmo café naïve 数据 ∑ 🙂"
+).split()
+
+
+def make_docs(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(0, 120))]
+        text = " ".join(words)
+        if i % 7 == 3:
+            text += "\n\n  indented\tline  "
+        docs.append({"id": f"doc-{i:04d}", "text": text, "source": ("web", "math", "code")[i % 3]})
+    docs[5]["text"] = "before <|endoftext|> after <|pad|>"
+    docs[6]["text"] = ""
+    return docs
+
+
+def write_mix(mix: Path, docs: list[dict], parts: int = 3, row_group_size: int = 40) -> Path:
+    mix.mkdir(parents=True, exist_ok=True)
+    per = -(-len(docs) // parts)
+    for p in range(parts):
+        chunk = docs[p * per : (p + 1) * per]
+        table = pa.table(
+            {
+                "id": [d["id"] for d in chunk],
+                "text": [d["text"] for d in chunk],
+                "source": [d["source"] for d in chunk],
+                "repeat": pa.array([0] * len(chunk), pa.int32()),
+            }
+        )
+        pq.write_table(table, mix / f"part-{p:05d}.parquet", row_group_size=row_group_size)
+    return mix
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tok")
+    docs = make_docs(300)
+    mix = write_mix(root / "mix", docs)
+    tok_path = root / "tokenizer.json"
+    train_tokenizer([mix], tok_path, vocab_size=400)
+    return {"root": root, "docs": docs, "mix": mix, "tokenizer": tok_path}
+
+
+def read_index(out: Path) -> list[dict]:
+    rows = []
+    for p in sorted(out.glob("part-*.index.parquet")):
+        for r in pq.read_table(p).to_pylist():
+            r["part"] = p.name.replace(".index.parquet", ".npy")
+            rows.append(r)
+    return rows
+
+
+def expected_ids(tok, text: str, eos: int) -> list[int]:
+    return tok.encode(text, add_special_tokens=False).ids + [eos]
+
+
+def olmo_instances(out: Path, dtype: str, seq_len: int) -> list[np.ndarray]:
+    """What OLMo's MemMapDataset serves: per file, len // seq_len fixed windows."""
+    instances = []
+    for path in sorted(out.glob("part-*.npy")):
+        mm = np.memmap(path, dtype=np.dtype(dtype), mode="r")
+        for i in range(mm.shape[0] // seq_len):
+            instances.append(np.asarray(mm[i * seq_len : (i + 1) * seq_len]))
+    return instances
+
+
+def test_round_trip_through_olmo_memmap_reader(corpus, tmp_path):
+    out = tmp_path / "tokens"
+    info = tokenize_mix(
+        corpus["mix"],
+        corpus["tokenizer"],
+        out,
+        seed=3,
+        workers=1,
+        max_tokens_per_part=2000,
+        progress=False,
+    )
+    tok = load_tokenizer(corpus["tokenizer"])
+    eos = tok.token_to_id("<|endoftext|>")
+    assert info["dtype"] == "uint16" and info["eos_id"] == eos == 0
+    assert info["documents"] == len(corpus["docs"]) and len(info["parts"]) > 3
+    assert all(p["tokens"] <= 2000 for p in info["parts"])
+    by_id = {d["id"]: d for d in corpus["docs"]}
+    stream = []
+    index = read_index(out)
+    assert [r["id"] for r in index] != [d["id"] for d in corpus["docs"]]  # shuffled
+    assert sorted(r["id"] for r in index) == sorted(by_id)
+    for r in index:
+        want = expected_ids(tok, by_id[r["id"]]["text"], eos)
+        mm = np.memmap(out / r["part"], dtype=np.uint16, mode="r")
+        got = mm[r["start"] : r["end"]].tolist()
+        assert got == want
+        assert tok.decode(got[:-1], skip_special_tokens=False) == by_id[r["id"]]["text"]
+        assert r["source"] == by_id[r["id"]]["source"]
+    for path in sorted(out.glob("part-*.npy")):
+        assert path.read_bytes()[:6] != b"\x93NUMPY"  # raw memmap, no header
+        stream.append(np.fromfile(path, dtype="<u2"))
+    seq_len = 64
+    instances = olmo_instances(out, "uint16", seq_len)
+    expected = [
+        w
+        for part in stream
+        for w in np.split(part[: len(part) // seq_len * seq_len], len(part) // seq_len)
+    ]
+    assert len(instances) == len(expected) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(instances, expected, strict=True))
+    assert (
+        sum(info["tokens_per_source"].values())
+        == info["total_tokens"]
+        == sum(len(s) for s in stream)
+    )
+    assert verify_tokens(out, samples=50, progress=False)["samples_compared"] == 50
+
+
+def test_literal_special_token_in_text_stays_text(corpus, tmp_path):
+    out = tmp_path / "tokens"
+    tokenize_mix(corpus["mix"], corpus["tokenizer"], out, workers=1, progress=False)
+    row = next(r for r in read_index(out) if r["id"] == "doc-0005")
+    ids = np.memmap(out / row["part"], dtype=np.uint16, mode="r")[
+        row["start"] : row["end"]
+    ].tolist()
+    assert ids.count(0) == 1 and ids[-1] == 0  # only the appended EOS
+    assert 1 not in ids  # "<|pad|>" typed in the text is not the pad token
+    empty = next(r for r in read_index(out) if r["id"] == "doc-0006")
+    assert empty["end"] - empty["start"] == 1  # an empty document is just its EOS
+
+
+def test_seed_changes_order_not_multiset(corpus, tmp_path):
+    a = tokenize_mix(
+        corpus["mix"], corpus["tokenizer"], tmp_path / "a", seed=1, workers=1, progress=False
+    )
+    b = tokenize_mix(
+        corpus["mix"], corpus["tokenizer"], tmp_path / "b", seed=2, workers=1, progress=False
+    )
+    order_a = [r["id"] for r in read_index(tmp_path / "a")]
+    order_b = [r["id"] for r in read_index(tmp_path / "b")]
+    assert order_a != order_b and sorted(order_a) == sorted(order_b)
+    tokens_a = np.concatenate(
+        [np.fromfile(p, "<u2") for p in sorted((tmp_path / "a").glob("*.npy"))]
+    )
+    tokens_b = np.concatenate(
+        [np.fromfile(p, "<u2") for p in sorted((tmp_path / "b").glob("*.npy"))]
+    )
+    assert Counter(tokens_a.tolist()) == Counter(tokens_b.tolist())
+    assert a["tokens_per_source"] == b["tokens_per_source"]
+
+
+def test_deterministic_across_workers_and_rerun_skips(corpus, tmp_path, monkeypatch):
+    kw = dict(seed=7, max_tokens_per_part=3000, progress=False)
+    monkeypatch.setattr(tokenize_module, "INDEX_ROW_GROUP", 16)  # several row groups a part
+    one = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
+    # Split row groups into many tasks, pack in tiny chunks with few open files: same bytes.
+    monkeypatch.setattr(tokenize_module, "TASKS_PER_WORKER", 20)
+    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_DOCS", 7)
+    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_TOKENS", 300)
+    monkeypatch.setattr(tokenize_module, "OPEN_TASK_FILES", 3)
+    assert len(tokenize_module.plan_tasks(sorted(corpus["mix"].glob("*.parquet")), 2)) > 30
+    two = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w2", workers=2, **kw)
+    assert one == {**two, "mix_dir": one["mix_dir"]}
+    assert pq.ParquetFile(tmp_path / "w1" / "part-00000.index.parquet").num_row_groups > 1
+    for f in sorted(p.name for p in (tmp_path / "w1").iterdir()):
+        assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w1").iterdir()}
+    again = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
+    assert again == one
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w1").iterdir()} == stamp
+    # Other settings: fewer, larger parts; stale parts of the previous run are removed.
+    fewer = tokenize_mix(
+        corpus["mix"],
+        corpus["tokenizer"],
+        tmp_path / "w1",
+        workers=1,
+        seed=7,
+        max_tokens_per_part=10**6,
+        progress=False,
+    )
+    assert len(fewer["parts"]) == 1
+    assert sorted(p.name for p in (tmp_path / "w1").glob("part-*")) == [
+        "part-00000.index.parquet",
+        "part-00000.npy",
+    ]
+    assert not list((tmp_path / "w1").glob(".tmp-*"))
+
+
+def test_repeated_documents_and_bos(tmp_path, corpus):
+    docs = make_docs(20, seed=5)
+    mix = write_mix(tmp_path / "mix", docs + docs[:4], parts=1)
+    info = tokenize_mix(
+        mix, corpus["tokenizer"], tmp_path / "t", bos_id=1, workers=1, progress=False
+    )
+    assert info["documents"] == 24 and info["bos_id"] == 1 and info["bos_token"] == "<|pad|>"
+    index = read_index(tmp_path / "t")
+    assert Counter(r["id"] for r in index)["doc-0000"] == 2
+    mm = np.memmap(tmp_path / "t" / "part-00000.npy", dtype=np.uint16, mode="r")
+    assert all(mm[r["start"]] == 1 and mm[r["end"] - 1] == 0 for r in index)
+    verify_tokens(tmp_path / "t", samples=24, progress=False)
+
+
+def test_verify_catches_corruption(corpus, tmp_path):
+    out = tmp_path / "tokens"
+    tokenize_mix(corpus["mix"], corpus["tokenizer"], out, workers=1, progress=False)
+    part = out / "part-00000.npy"
+    original = part.read_bytes()
+    row = read_index(out)[0]
+    data = bytearray(original)
+    pos = (row["end"] - 1) * 2
+    data[pos : pos + 2] = (5).to_bytes(2, "little")  # overwrite the first document's EOS
+    part.write_bytes(bytes(data))
+    with pytest.raises(MixerError, match="EOS"):
+        verify_tokens(out, progress=False)
+    part.write_bytes(original[:-2])
+    with pytest.raises(MixerError, match="bytes"):
+        verify_tokens(out, progress=False)
+    part.write_bytes(original)
+    verify_tokens(out, progress=False)
+    # A mix whose text changed after tokenizing no longer matches the decoded samples.
+    changed = [dict(d, text=d["text"] + " extra") for d in corpus["docs"]]
+    write_mix(tmp_path / "changed", changed)
+    with pytest.raises(MixerError, match="differ from the mix text"):
+        verify_tokens(out, mix_dir=tmp_path / "changed", samples=20, progress=False)
+
+
+def test_eos_choice_and_errors(corpus, tmp_path):
+    no_eos = tmp_path / "no_eos.json"
+    train_tokenizer([corpus["mix"]], no_eos, vocab_size=300, special_tokens="<|pad|>")
+    with pytest.raises(MixerError, match="--eos"):
+        tokenize_mix(corpus["mix"], no_eos, tmp_path / "x", workers=1, progress=False)
+    info = tokenize_mix(
+        corpus["mix"], no_eos, tmp_path / "x", eos="<|pad|>", workers=1, progress=False
+    )
+    assert info["eos_id"] == 0 and "looked up" in info["eos_choice"]
+    with pytest.raises(MixerError, match="not a token"):
+        tokenize_mix(corpus["mix"], no_eos, tmp_path / "y", eos="<eos>", workers=1, progress=False)
+    with pytest.raises(MixerError, match="outside the vocabulary"):
+        tokenize_mix(corpus["mix"], no_eos, tmp_path / "y", eos_id=10**6, workers=1, progress=False)
+    with pytest.raises(MixerError, match="dtype"):
+        tokenize_mix(corpus["mix"], no_eos, tmp_path / "y", dtype="int8", workers=1, progress=False)
+    assert not (tmp_path / "y").exists()
+
+
+def test_cli_commands(corpus, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "tokens"
+    args = [
+        "tokenize",
+        str(corpus["mix"]),
+        "--tokenizer",
+        str(corpus["tokenizer"]),
+        "--out",
+        str(out),
+    ]
+    r = runner.invoke(main, [*args, "--workers", "1", "--quiet", "--eos-id", "0"])
+    assert r.exit_code == 0, r.output
+    assert "300 documents" in r.output
+    r = runner.invoke(main, ["verify-tokens", str(out), "--quiet", "--samples", "5"])
+    assert r.exit_code == 0 and "5 sampled documents match" in r.output, r.output
+    r = runner.invoke(
+        main,
+        [
+            "tokenize",
+            str(tmp_path / "nope"),
+            "--tokenizer",
+            str(corpus["tokenizer"]),
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 2 and "mix directory not found" in r.output
+    r = runner.invoke(main, ["verify-tokens", str(tmp_path)])
+    assert r.exit_code == 2 and "no tokens.json" in r.output
+    tok = tmp_path / "t.json"
+    r = runner.invoke(
+        main,
+        [
+            "train-tokenizer",
+            str(corpus["mix"]),
+            "--out",
+            str(tok),
+            "--vocab-size",
+            "300",
+            "--max-docs",
+            "100",
+        ],
+    )
+    assert r.exit_code == 0 and "from 100 documents" in r.output, r.output
+    for cmd in ("tokenize", "verify-tokens", "train-tokenizer"):
+        assert runner.invoke(main, [cmd, "--help"]).exit_code == 0
+
+
+def test_train_tokenizer_is_deterministic(corpus, tmp_path):
+    a = train_tokenizer([corpus["mix"]], tmp_path / "a.json", vocab_size=500, seed=1, max_docs=200)
+    b = train_tokenizer([corpus["mix"]], tmp_path / "b.json", vocab_size=500, seed=1, max_docs=200)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert a["special_tokens"] == {"<|endoftext|>": 0, "<|pad|>": 1} and a["documents"] == 200
+    assert a["sha256"] == b["sha256"] and a["vocab_size"] <= 500
+    tok = load_tokenizer(tmp_path / "a.json")
+    text = "naïve café 🙂 <|endoftext|> \t x"
+    assert tok.decode(tok.encode(text, add_special_tokens=False).ids) == text
+    with pytest.raises(MixerError, match="vocab_size"):
+        train_tokenizer([corpus["mix"]], tmp_path / "c.json", vocab_size=100)
+
+
+@needs_real
+def test_gpt_neox_tokenizer_uint16(corpus, tmp_path):
+    out = tmp_path / "neox"
+    info = tokenize_mix(
+        corpus["mix"], NEOX, out, workers=1, max_tokens_per_part=4000, progress=False
+    )
+    assert info["dtype"] == "uint16" and info["vocab_size"] == 50280
+    assert (
+        info["eos_id"] == 0 and info["eos_token"] == "<|endoftext|>"
+    )  # this file's id, not OLMo 1's 50279
+    tok = load_tokenizer(NEOX)
+    by_id = {d["id"]: d["text"] for d in corpus["docs"]}
+    for r in read_index(out)[:80]:
+        mm = np.memmap(out / r["part"], dtype=np.uint16, mode="r")
+        assert mm[r["start"] : r["end"]].tolist() == expected_ids(tok, by_id[r["id"]], 0)
+    verify_tokens(out, samples=40, progress=False)
+    olmo1 = tokenize_mix(
+        corpus["mix"], NEOX, tmp_path / "olmo1", eos_id=50279, workers=1, progress=False
+    )
+    assert olmo1["eos_id"] == 50279 and "explicitly" in olmo1["eos_choice"]
+    verify_tokens(tmp_path / "olmo1", samples=10, progress=False)
+
+
+@needs_real
+def test_dolma2_tokenizer_uint32(corpus, tmp_path):
+    with pytest.raises(MixerError, match="uint16 cannot hold"):
+        tokenize_mix(corpus["mix"], DOLMA2, tmp_path / "bad", dtype="uint16", progress=False)
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "dolma2"
+    info = tokenize_mix(corpus["mix"], DOLMA2, out, workers=1, progress=False)
+    assert info["dtype"] == "uint32" and info["vocab_size"] == 100278 and info["eos_id"] == 100257
+    assert sum(p["tokens"] for p in info["parts"]) * 4 == sum(
+        f.stat().st_size for f in out.glob("*.npy")
+    )
+    tok = load_tokenizer(DOLMA2)
+    instances = olmo_instances(out, "uint32", 32)
+    assert instances and max(int(i.max()) for i in instances) < 100278
+    by_id = {d["id"]: d["text"] for d in corpus["docs"]}
+    for r in read_index(out)[:80]:
+        mm = np.memmap(out / r["part"], dtype=np.uint32, mode="r")
+        assert mm[r["start"] : r["end"]].tolist() == expected_ids(tok, by_id[r["id"]], 100257)
+    verify_tokens(out, samples=40, progress=False)
+
+
+def test_train_tokenizer_from_workdir_documents(tmp_path):
+    docs = make_docs(60, seed=9)
+    write_mix(tmp_path / "work" / "documents" / "web", docs[:30], parts=1)
+    write_mix(tmp_path / "work" / "documents" / "math", docs[30:], parts=2)
+    info = train_tokenizer(
+        [tmp_path / "work"], tmp_path / "tok.json", vocab_size=300, max_bytes=2000
+    )
+    assert info["files"] == 3 and 0 < info["documents"] < 60
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MixerError, match="no part-"):
+        train_tokenizer([tmp_path / "empty"], tmp_path / "x.json")
+    with pytest.raises(MixerError, match="not found"):
+        train_tokenizer([tmp_path / "missing"], tmp_path / "x.json")
+
+
+def test_bad_mix_inputs_are_one_line_errors(corpus, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pq.write_table(pa.table({"id": ["a"], "text": ["x"]}), bad / "part-00000.parquet")
+    with pytest.raises(MixerError, match="missing column.*source"):
+        tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
+    table = pa.table({"id": ["a", "b"], "text": ["x", None], "source": ["web", "web"]})
+    pq.write_table(table, bad / "part-00000.parquet")
+    with pytest.raises(MixerError, match="row 1: text is null"):
+        tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
+    assert not (tmp_path / "o" / "tokens.json").exists()
+    assert not list((tmp_path / "o").glob(".tmp-*"))
+    (bad / "part-00000.parquet").write_bytes(b"not parquet")
+    with pytest.raises(MixerError, match="not a readable Parquet"):
+        tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
