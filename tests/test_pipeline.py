@@ -89,7 +89,11 @@ def test_rerun_does_no_work_and_says_so(finished):
     recipe, wd, _ = finished
     before = _outputs(wd)
     out = _run(["run", str(recipe)])
-    lines = [line for line in out.splitlines() if line.startswith("[") and not line.startswith("[report]")]
+    lines = [
+        line
+        for line in out.splitlines()
+        if line.startswith("[") and not line.startswith("[report]")
+    ]
     assert lines and all("up to date" in line for line in lines), out
     assert _outputs(wd) == before
 
@@ -107,9 +111,13 @@ def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
 
 def test_sql_and_explain(finished):
     recipe, wd, _ = finished
-    out = _run(["sql", str(wd), "SELECT source, count(*) AS n FROM docs GROUP BY source ORDER BY source"])
+    out = _run(
+        ["sql", str(wd), "SELECT source, count(*) AS n FROM docs GROUP BY source ORDER BY source"]
+    )
     assert out.splitlines()[0] == "source\tn" and "web" in out
-    out = _run(["sql", str(wd), "SELECT id FROM docs WHERE source = 'web' AND NOT gopher__keep LIMIT 1"])
+    out = _run(
+        ["sql", str(wd), "SELECT id FROM docs WHERE source = 'web' AND NOT gopher__keep LIMIT 1"]
+    )
     doc_id = out.splitlines()[1]
     out = _run(["explain", str(wd), doc_id, "--recipe", str(recipe)])
     assert "gopher__keep: False" in out and "filter FAIL: gopher__keep" in out
@@ -139,6 +147,7 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "mixer.cli", "run", str(recipe), "--quiet", "--workers", "2"]
     # kill -9 once each of these stages has started
+    killed = 0
     for marker in ("ingest-web.json", "tag-web.json", "dedup.json", "mix.json"):
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         deadline = time.time() + 240
@@ -149,5 +158,7 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
                 break
             time.sleep(0.02)
         proc.wait()
+        killed += proc.returncode == -signal.SIGKILL
+    assert killed >= 3, "the runs finished before they could be killed"
     subprocess.run(cmd, env=env, check=True)
     assert _outputs(wd) == _outputs(clean_wd)
