@@ -18,11 +18,14 @@ import functools
 import glob
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mixer.errors import MixerError
@@ -44,6 +47,7 @@ from mixer.schema import (
     DOCUMENT_SCHEMA,
     check_name,
     documents_dir,
+    list_parts,
     part_name,
     quarantine_dir,
     state_dir,
@@ -52,7 +56,6 @@ from mixer.schema import (
 BATCH_ROWS = 8192
 BATCH_BYTES = 32 << 20
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
-DOLMA_FIELDS = ("id", "text", "source", "added", "created", "metadata")
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ def _loads(line: bytes, is_last_unterminated: bool):
 
 def parse_record(
     record, fields: FieldMap, used: frozenset | None = None, scrub: bool = False
-) -> tuple[dict | None, str | None]:
-    """Validate and normalise one decoded JSON value into the document columns.
+) -> tuple[list | None, str | None]:
+    """Validate and normalise one decoded JSON value into the Dolma columns
+    [id, text, source, added, created, metadata], or name why it can't be.
 
     `scrub` replaces lone surrogates, which only the standard-library fallback parser lets through.
     """
@@ -143,43 +147,45 @@ def parse_record(
         meta_json = _scrub(json.dumps(metadata, ensure_ascii=False))
     if scrub:
         doc_id, text = _scrub(doc_id), _scrub(text)
-    return {
-        "id": doc_id,
-        "text": text,
-        "source": _as_text(record.get(fields.source)),
-        "added": _as_text(record.get(fields.added)),
-        "created": _as_text(record.get(fields.created)),
-        "metadata": meta_json,
-    }, None
+    return [
+        doc_id,
+        text,
+        _as_text(record.get(fields.source)),
+        _as_text(record.get(fields.added)),
+        _as_text(record.get(fields.created)),
+        meta_json,
+    ], None
 
 
 # ------------------------------------------------------------------------ one shard
 
 
-@dataclass
 class _SourceOutput:
-    """Buffered rows of one source of one shard, flushed as Parquet row groups."""
+    """Buffered rows of one source of one shard, flushed as Parquet row groups.
 
-    path: Path
-    columns: dict[str, list] = field(default_factory=lambda: {n: [] for n in DOCUMENT_SCHEMA.names})
-    nbytes: int = 0
-    rows: int = 0
-    _ctx: object = None
-    _writer: object = None
+    Compressing and writing a row group happens on a background thread (pyarrow releases the
+    GIL there) while the next batch is parsed; at most one batch waits, so memory stays bounded.
+    """
 
-    def add(self, doc: dict, src_file: str, src_line: int) -> None:
-        cols = self.columns
-        for name in DOLMA_FIELDS:
-            cols[name].append(doc[name])
-        cols["src_file"].append(src_file)
-        cols["src_line"].append(src_line)
-        self.nbytes += len(doc["text"])
+    def __init__(self, path: Path):
+        self.path = path
+        self.batch: list[tuple] = []
+        self.nbytes = 0
+        self.rows = 0
+        self._ctx = None
+        self._writer = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def add(self, doc: list, src_file: str, src_line: int) -> None:
+        self.batch.append((*doc, src_file, src_line))
+        self.nbytes += len(doc[1])
         self.rows += 1
-        if len(cols["id"]) >= BATCH_ROWS or self.nbytes >= BATCH_BYTES:
+        if len(self.batch) >= BATCH_ROWS or self.nbytes >= BATCH_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        if not self.columns["id"] and self._writer is not None:
+        if not self.batch and self._writer is not None:
             return
         if self._writer is None:
             # Dictionary-encoding unique texts and ids only costs time.
@@ -187,16 +193,35 @@ class _SourceOutput:
                 self.path, DOCUMENT_SCHEMA, use_dictionary=LOW_CARDINALITY
             )
             self._writer = self._ctx.__enter__()
-        batch = pa.table(self.columns, schema=DOCUMENT_SCHEMA)
-        self._writer.write_table(batch)
-        self.columns = {n: [] for n in DOCUMENT_SCHEMA.names}
+            self._pool = ThreadPoolExecutor(1)
+        columns = list(zip(*self.batch, strict=True)) or [[] for _ in DOCUMENT_SCHEMA]
+        table = pa.Table.from_arrays(
+            [pa.array(c, type=f.type) for c, f in zip(columns, DOCUMENT_SCHEMA, strict=True)],
+            schema=DOCUMENT_SCHEMA,
+        )
+        self._wait()
+        self._pending = self._pool.submit(self._writer.write_table, table)
+        self.batch = []
         self.nbytes = 0
 
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def close(self, error: BaseException | None = None) -> None:
-        if error is None:
-            self.flush()
-        if self._ctx is not None:
-            self._ctx.__exit__(type(error) if error else None, error, None)
+        try:
+            if error is None:
+                self.flush()
+            self._wait()
+        except BaseException as e:
+            error = error or e
+            raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._ctx is not None:
+                self._ctx.__exit__(type(error) if error else None, error, None)
 
 
 class _Quarantine:
@@ -320,11 +345,11 @@ def _ingest_line(
         src = src if isinstance(src, str) and _valid_name(src) else fallback
         reject(src, line_no, reason, raw)
         return
-    src = forced or doc["source"] or fallback
+    src = forced or doc[2] or fallback
     if not _valid_name(src):
         reject(fallback, line_no, "bad_source_name", raw)
         return
-    doc["source"] = src
+    doc[2] = src
     out = outputs.get(src)
     if out is None:
         out = outputs[src] = _SourceOutput(documents_dir(workdir, src) / part_name(index))
@@ -513,17 +538,13 @@ def summarize(workdir: Path, indices: list[int] | None = None) -> dict:
 
 def duplicate_ids(workdir: Path, sources: list[str]) -> dict[str, int]:
     """Per source: how many documents repeat an id already seen in that source."""
-    import duckdb
-
     out = {}
-    con = duckdb.connect()
     for src in sources:
-        pattern = documents_dir(workdir, src) / "part-*.parquet"
-        if not glob.glob(str(pattern)):
-            continue
-        (n,) = con.execute(
-            "SELECT count(*) - count(DISTINCT id) FROM read_parquet(?)", [str(pattern)]
-        ).fetchone()
-        out[src] = int(n)
-    con.close()
+        parts = list_parts(documents_dir(workdir, src))
+        if parts:
+            ids = pa.concat_arrays(
+                [c for p in parts for c in pq.read_table(p, columns=["id"]).column("id").chunks]
+                or [pa.array([], pa.string())]
+            )
+            out[src] = len(ids) - pc.count_distinct(ids).as_py()
     return out

@@ -8,8 +8,6 @@ deterministic and independent of how the edges were found.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 KEEP_RULES = ("quality", "longest", "shortest", "first", "last")
 DEFAULT_KEEP_RULE = "quality,longest,first"
@@ -21,6 +19,9 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if len(a) == 0:
         return np.arange(n, dtype=np.int64)
+    from scipy.sparse import coo_matrix  # imported here: scipy is slow to load for every CLI call
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     first = np.full(labels.max() + 1, n, dtype=np.int64)
