@@ -8,5 +8,5 @@ if [ ! -x .venv-peers/bin/python ]; then
   python3 -m venv .venv-peers
 fi
 .venv-peers/bin/pip install -q "datatrove[processing]" dolma datasketch orjson zstandard pyarrow tokenizers \
-  boto3==1.28.17 botocore==1.31.17 aiobotocore==2.5.4 "xxhash<4"
+  spacy lxml_html_clean boto3==1.28.17 botocore==1.31.17 aiobotocore==2.5.4 "xxhash<4"
 echo "peers installed in .venv-peers"

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mixer.errors import MixerError
+from mixer.hashing import mix64
 from mixer.io import StreamError, atomic_path, file_sha256, is_shard, iter_lines
 
 MAGIC = b"MIXDCN01"
@@ -142,15 +143,6 @@ def words_with_pieces(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return unique_hashes[indices[keep]], offsets, piece_index, pieces_per_text
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads every input bit over the whole 64-bit output."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 _P_INV = np.uint64(pow(int(_P), -1, 1 << 64))
 _POWERS: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]
 
@@ -185,7 +177,7 @@ class GramHasher:
         """Hashes of the k items from each start (k: one length, or one per start)."""
         with np.errstate(over="ignore"):
             poly = self.pow_p[starts + (k - 1)] * (self.prefix[starts + k] - self.prefix[starts])
-            return _mix64(poly + np.asarray(k).astype(np.uint64) * _LEN_SALT)
+            return mix64(poly + np.asarray(k).astype(np.uint64) * _LEN_SALT)
 
 
 def gram_starts(offsets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

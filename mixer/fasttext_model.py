@@ -119,41 +119,6 @@ def normalise_hyper(hyper: dict) -> dict:
     return out
 
 
-def train_from_workdir(
-    workdir,
-    positive: str | None = None,
-    negative: str | None = None,
-    out="model.bin",
-    *,
-    labels: dict[str, str] | None = None,
-    label_positive: str = "hq",
-    label_negative: str = "lq",
-    text_field: str = "text",
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    max_docs: int | None = None,
-    lr: float | None = None,
-    dim: int | None = None,
-    epoch: int | None = None,
-    word_ngrams: int | None = None,
-    min_count: int | None = None,
-    bucket: int | None = None,
-    loss: str | None = None,
-    thread: int | None = None,
-) -> dict:
-    """mixer.train_fasttext.train_from_workdir with the recipe's keys spelled out (the recipe
-    validator reads this signature); fastText settings left as None keep DEFAULT_HYPER."""
-    from mixer.train_fasttext import train_from_workdir as _train
-
-    hyper = {"lr": lr, "dim": dim, "epoch": epoch, "word_ngrams": word_ngrams, "min_count": min_count,
-             "bucket": bucket, "loss": loss, "thread": thread}  # fmt: skip
-    return _train(
-        workdir, positive, negative, out, labels=labels, label_positive=label_positive,
-        label_negative=label_negative, text_field=text_field, test_fraction=test_fraction, seed=seed,
-        max_docs=max_docs, **{k: v for k, v in hyper.items() if v is not None},
-    )  # fmt: skip
-
-
 def train_pairs(
     pairs: Iterable[tuple[str, str | Sequence[str]]], out_path: str | Path, **hyper
 ) -> dict:

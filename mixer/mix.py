@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mixer.errors import MixerError
+from mixer.hashing import mix64
 from mixer.io import (
     config_hash,
     file_fingerprint,
@@ -285,15 +286,6 @@ _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads FNV's weak low bits over the whole word."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 def seeded_hash(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     """A 64-bit hash of each id's UTF-8 bytes under `seed` (FNV-1a, then splitmix64), vectorised.
 
@@ -315,12 +307,12 @@ def seeded_hash(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     order = np.argsort(-lengths, kind="stable")  # longest first: the rows still going are a prefix
     starts, lens = offsets[:-1][order], lengths[order]
     with np.errstate(over="ignore"):
-        h = np.full(n, _FNV_OFFSET ^ _mix64(np.array([seed], dtype=np.uint64))[0], dtype=np.uint64)
+        h = np.full(n, _FNV_OFFSET ^ mix64(np.array([seed], dtype=np.uint64))[0], dtype=np.uint64)
         for pos in range(int(lens[0]) if n else 0):
             k = int(np.searchsorted(-lens, -pos, side="left"))  # rows with length > pos
             h[:k] = (h[:k] ^ data[starts[:k] + pos].astype(np.uint64)) * _FNV_PRIME
         out = np.empty(n, dtype=np.uint64)
-        out[order] = _mix64(h)
+        out[order] = mix64(h)
     return out
 
 

@@ -594,7 +594,7 @@ def _check_train_fasttext(c: _Checker, data: dict, taggers: dict) -> dict[str, d
         if name not in _known_taggers():
             raise c.err(keys, f"unknown tagger {name!r}: the trained model is for a tagger")
         allowed = _accepted_keys(
-            "mixer.fasttext_model", "train_from_workdir", {"workdir", "out", "seed"}, FASTTEXT_KEYS
+            "mixer.train_fasttext", "train_from_workdir", {"workdir", "out", "seed"}, FASTTEXT_KEYS
         )
         spec = c.mapping(spec, keys, allowed, required=("positive", "negative"))
         c.sql(spec["positive"], (*keys, "positive"))

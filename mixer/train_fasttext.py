@@ -65,7 +65,14 @@ def train_from_workdir(
     test_fraction: float = 0.1,
     seed: int = 0,
     max_docs: int | None = None,
-    **hyper,
+    lr: float | None = None,
+    dim: int | None = None,
+    epoch: int | None = None,
+    word_ngrams: int | None = None,
+    min_count: int | None = None,
+    bucket: int | None = None,
+    loss: str | None = None,
+    thread: int | None = None,
 ) -> dict:
     """Train and save a classifier; returns metrics (per-label precision/recall on held-out docs).
 
@@ -136,6 +143,10 @@ def train_from_workdir(
                 else:
                     yield text or "", names[label]
 
+    # fastText settings left as None keep fasttext_model.DEFAULT_HYPER.
+    hyper = {"lr": lr, "dim": dim, "epoch": epoch, "word_ngrams": word_ngrams, "min_count": min_count,
+             "bucket": bucket, "loss": loss, "thread": thread}  # fmt: skip
+    hyper = {k: v for k, v in hyper.items() if v is not None}
     info = fasttext_model.train_pairs(training_pairs(), out, **{"seed": seed, **hyper})
     metrics = evaluate(out, test, names)
     return {"model": str(out), "selected": selected, "train": info, **metrics}

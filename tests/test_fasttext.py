@@ -229,7 +229,7 @@ def test_train_fasttext_user_errors(tmp_path):
 
 def test_recipe_style_entry_point_takes_snake_case_settings(tmp_path):
     wd = _workdir(tmp_path, n=20)
-    m = fasttext_model.train_from_workdir(
+    m = train_from_workdir(
         wd, "source = 'encyclopedic'", "source = 'web'", tmp_path / "r.bin",
         word_ngrams=1, min_count=1, dim=8, bucket=1000, epoch=3, seed=1,
     )  # fmt: skip
