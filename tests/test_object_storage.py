@@ -30,8 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def s3_endpoint(monkeypatch):
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    # One server for the module: fsspec caches its S3 filesystem, endpoint included.
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -47,15 +48,21 @@ def s3_endpoint(monkeypatch):
                 break
             except OSError:
                 time.sleep(0.1)
-        for k, v in {
+        env = {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION,
             "AWS_ENDPOINT_URL": url,
-        }.items():
-            monkeypatch.setenv(k, v)
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         yield url
     finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         proc.terminate()
         proc.wait(10)
 
@@ -104,3 +111,39 @@ def test_ingest_from_s3_matches_local(tmp_path: Path, s3_endpoint: str):
     assert docs[0]["src_file"].startswith("s3://corpus/raw/web/")
     assert sorted(d["id"] for d in docs) == sorted(f"{s}-{i}" for s in range(2) for i in range(200))
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_recipe_with_s3_inputs_runs(tmp_path: Path, s3_endpoint: str):
+    import yaml
+    from click.testing import CliRunner
+
+    from mixer.cli import main
+
+    local_dir = _shards(tmp_path)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name=REGION)
+    s3.create_bucket(Bucket="mixes", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for f in sorted(local_dir.iterdir()):
+        s3.upload_file(str(f), "mixes", f"raw/web/{f.name}")
+    recipe = {
+        "name": "s3demo",
+        "workdir": str(tmp_path / "wd"),
+        "seed": 1,
+        "budget": "1K",
+        "sources": {
+            "web": {
+                "inputs": ["s3://mixes/raw/web/"],
+                "taggers": ["fineweb", "tokens"],
+                "filters": ["tokens__count >= 3"],
+            }
+        },
+        "groups": {"all": {"share": 1.0, "sources": {"web": {"weight": 1.0}}}},
+        "tokenizer": {"train": {"vocab_size": 300}, "eos": "<|endoftext|>"},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(main, ["run", str(path), "--quiet", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    tokens = yaml.safe_load((tmp_path / "wd" / "tokens" / "s3demo" / "tokens.json").read_text())
+    assert tokens["total_tokens"] > 0
+    again = CliRunner().invoke(main, ["run", str(path)])
+    assert again.exit_code == 0 and "[ingest-web] up to date" in again.output

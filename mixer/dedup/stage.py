@@ -557,9 +557,14 @@ def _verify(parts, a, b, ngram, threshold, workers, progress):
     return a[keep], b[keep]
 
 
+SIGNATURE_CHECK_SIGMAS = 3.0  # pairs at the threshold pass 99.9% of the time
+
+
 def signature_floor(threshold: float, num_perm: int) -> float:
     """Lowest estimated Jaccard a candidate pair may have: three standard errors below the threshold."""
-    return threshold - 3.0 * float(np.sqrt(threshold * (1.0 - threshold) / num_perm))
+    return threshold - SIGNATURE_CHECK_SIGMAS * float(
+        np.sqrt(threshold * (1.0 - threshold) / num_perm)
+    )
 
 
 def _signature_check(parts, a, b, threshold, num_perm, chunk: int = 65536) -> np.ndarray:
