@@ -211,6 +211,8 @@ def render_html(report: dict, title: str = "mixer report") -> str:
     if mix:
         out.append("<h2>Funnel and mix</h2>")
         out.append(_mix_tables(mix))
+        out.append("<h3>Funnel per source: from raw lines to the mix</h3>")
+        out.append(table(funnel(report)))
     if report.get("rule_removals"):
         out.append("<h2>Documents removed by each web rule (first failing rule)</h2>")
         rows = [
@@ -280,32 +282,65 @@ def _find(d: dict, keys: tuple[str, ...]):
     return None
 
 
+def funnel(report: dict) -> list[dict]:
+    """Per source, in order: lines read, quarantined, ingested, left after each filter, selected."""
+    ingest = (report.get("ingest") or {}).get("sources", {})
+    rows = []
+    for name, s in (report.get("mix") or {}).get("sources", {}).items():
+        got = ingest.get(name, {})
+        if got:
+            read = got.get("ingested", 0) + got.get("quarantined", 0)
+            rows.append({"source": name, "step": "lines read", "documents": read})
+            rows.append(
+                {"source": name, "step": "quarantined", "documents": got.get("quarantined", 0)}
+            )
+        rows.append(
+            {
+                "source": name,
+                "step": "ingested",
+                "documents": s.get("docs_available"),
+                "tokens": s.get("tokens_available"),
+            }
+        )
+        for step in s.get("funnel") or []:
+            rows.append(
+                {
+                    "source": name,
+                    "step": f"after {step.get('filter')}",
+                    "documents": step.get("docs"),
+                    "tokens": step.get("tokens"),
+                }
+            )
+        rows.append(
+            {"source": name, "step": "selected (distinct)", "documents": s.get("unique_docs")}
+        )
+        rows.append(
+            {
+                "source": name,
+                "step": "selected (with repeats)",
+                "documents": s.get("selected_docs"),
+                "tokens": s.get("selected_tokens"),
+            }
+        )
+    return rows
+
+
+MIX_COLUMNS = (
+    "group", "docs_available", "tokens_available", "tokens_after_filters", "target_tokens",
+    "selected_tokens", "share_of_mix", "repetition_factor", "max_repetition", "cause",
+)  # fmt: skip
+
+
 def _mix_tables(manifest: dict) -> str:
     sources = manifest.get("sources", {})
-    rows, funnel_rows, plot = [], [], {"target": {}, "selected": {}}
-    for name, s in sources.items():
-        flat = {k: v for k, v in s.items() if isinstance(v, (int, float, str)) or v is None}
-        rows.append({"source": name, **flat})
-        for step in s.get("funnel", []) or []:
-            if isinstance(step, dict):
-                funnel_rows.append(
-                    {
-                        "source": name,
-                        **{k: v for k, v in step.items() if not isinstance(v, (dict, list))},
-                    }
-                )
-        target = _find(s, ("target_tokens", "target"))
-        selected = _find(s, ("selected_tokens", "tokens_selected"))
-        if isinstance(target, (int, float)):
-            plot["target"][name] = target
-        if isinstance(selected, (int, float)):
-            plot["selected"][name] = selected
-    parts = [table(rows)]
-    if funnel_rows:
-        parts.append("<h3>Funnel: what each filter left</h3>" + table(funnel_rows))
-    if plot["target"] or plot["selected"]:
-        parts.append(bar_chart("Tokens per source: target vs selected", plot))
-    return "".join(parts)
+    rows = [{"source": name, **{k: s.get(k) for k in MIX_COLUMNS}} for name, s in sources.items()]
+    plot = {
+        "target": {name: s.get("target_tokens") or 0 for name, s in sources.items()},
+        "selected": {name: s.get("selected_tokens") or 0 for name, s in sources.items()},
+    }
+    return table(rows, ["source", *MIX_COLUMNS]) + bar_chart(
+        "Tokens per source: target vs selected", plot
+    )
 
 
 def build_report(workdir: str | Path, recipe=None) -> dict[str, Path]:
