@@ -331,6 +331,7 @@ def stage_mix(ctx: Context) -> None:
 
 def stage_tokenize(ctx: Context) -> None:
     from mixer.tokenize import tokenize_mix
+    from mixer.verify_tokens import verify_tokens
 
     tok = ctx.recipe.tokenizer
     src, out = mix_dir(ctx.workdir, ctx.recipe.name), tokens_dir(ctx.workdir, ctx.recipe.name)
@@ -352,6 +353,13 @@ def stage_tokenize(ctx: Context) -> None:
             progress=ctx.progress,
             **options,
         )
+        # Check what was written against its index and the mix text before anyone trains on it.
+        checked = verify_tokens(
+            str(out), str(src), samples=16, seed=ctx.recipe.seed, progress=False
+        )
+        ctx.echo(
+            f"[tokenize] verified {_plural(checked.get('parts', 0), 'part')}: {info.get('total_tokens'):,} tokens"
+        )
         return {"total_tokens": info.get("total_tokens"), "dtype": info.get("dtype")}
 
     _cached(
@@ -365,6 +373,11 @@ def stage_tokenize(ctx: Context) -> None:
         [out / "tokens.json"],
         work,
     )
+
+
+def _plural(n, word: str) -> str:
+    n = len(n) if isinstance(n, list) else n
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def stage_train(ctx: Context) -> None:
