@@ -322,3 +322,41 @@ def test_cli_dedup_and_errors(tmp_path):
     res = runner.invoke(main, ["dedup", str(tmp_path / "missing"), "--quiet"])
     assert res.exit_code == 2
     assert runner.invoke(main, ["dedup", "--help"]).exit_code == 0
+
+
+def test_exact_field_joins_documents_with_the_same_url(tmp_path):
+    import orjson
+
+    from mixer.dedup import run_dedup
+    from mixer.ingest import ingest
+
+    raw = tmp_path / "web" / "a.jsonl"
+    raw.parent.mkdir()
+    docs = [
+        {
+            "id": "a",
+            "text": "first crawl of the page about rivers and lakes",
+            "metadata": {"url": "https://x.org/p"},
+        },
+        {
+            "id": "b",
+            "text": "a later crawl, completely rewritten by the site",
+            "metadata": {"url": "https://x.org/p"},
+        },
+        {
+            "id": "c",
+            "text": "another page entirely, with its own words",
+            "metadata": {"url": "https://x.org/q"},
+        },
+        {"id": "d", "text": "a page with no url at all in its metadata"},
+        {"id": "e", "text": "a second page with no url in its metadata"},
+    ]
+    raw.write_bytes(b"\n".join(orjson.dumps(d) for d in docs) + b"\n")
+    wd = tmp_path / "wd"
+    ingest([str(raw)], wd, progress=False)
+    run_dedup(wd, exact_field="url", minhash=False, progress=False)
+    t = pq.read_table(wd / "attributes" / "dedup" / "web").to_pylist()
+    keep = {r["id"]: r["dedup__keep"] for r in t}
+    cluster = {r["id"]: r["dedup__minhash_cluster"] for r in t}
+    assert cluster["a"] == cluster["b"] and sum([keep["a"], keep["b"]]) == 1
+    assert keep["c"] and keep["d"] and keep["e"] and cluster["d"] != cluster["e"]

@@ -68,6 +68,12 @@ def print_dedup_summary(stats: dict) -> None:
     help="Exact dedup on the normalised text (alone unless --minhash is given too).",
 )
 @click.option(
+    "--exact-field",
+    default=None,
+    metavar="FIELD",
+    help="Also join documents whose metadata FIELD is equal (e.g. url): one kept per value.",
+)
+@click.option(
     "--minhash",
     is_flag=True,
     help="MinHash-LSH near-duplicates (alone unless --exact is given too). Neither flag: both.",
@@ -132,7 +138,7 @@ def print_dedup_summary(stats: dict) -> None:
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def dedup_command(
-    workdir, sources, exact, minhash, ngram, num_perm, bands, rows, threshold, verify,
+    workdir, sources, exact, exact_field, minhash, ngram, num_perm, bands, rows, threshold, verify,
     no_signature_check, paragraphs, keep_rule, seed, scheme, memory_limit, workers, quiet,
 ):  # fmt: skip
     """Find exact and near-duplicate documents in WORKDIR/documents and write
@@ -151,6 +157,7 @@ def dedup_command(
         workdir,
         sources=_sources(sources),
         exact=exact,
+        exact_field=exact_field,
         minhash=minhash,
         ngram=ngram,
         num_perm=num_perm,

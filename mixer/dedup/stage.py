@@ -142,6 +142,30 @@ def _shingle_sets(job: dict) -> tuple[np.ndarray, list[np.ndarray]]:
     return rows, [np.unique(hv[sh_offsets[i] : sh_offsets[i + 1]]) for i in range(len(rows))]
 
 
+def field_edges(con, paths: list, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining documents whose metadata `field` (e.g. the URL) has the same value.
+
+    The values are hashed by DuckDB (64 bits) straight from the metadata JSON; documents
+    without the field join nothing.
+    """
+    path = "$." + field
+    hashes, valid = [], []
+    for p in paths:
+        t = con.execute(
+            "SELECT hash(v) AS h, v IS NOT NULL AS ok FROM "
+            "(SELECT json_extract_string(metadata, ?) AS v FROM read_parquet(?))",
+            [path, str(p)],
+        ).fetchnumpy()
+        hashes.append(np.asarray(t["h"], dtype=np.uint64))
+        valid.append(np.asarray(t["ok"], dtype=bool))
+    if not hashes:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    h, ok = np.concatenate(hashes), np.concatenate(valid)
+    idx = np.flatnonzero(ok)
+    a, b = exact_edges(h[idx])
+    return idx[a], idx[b]
+
+
 def _map(fn: Callable, jobs: list, workers: int, desc: str, progress: bool) -> Iterable:
     bar = tqdm(total=len(jobs), desc=desc, unit="part", disable=not progress, file=sys.stderr)
     if workers <= 1 or len(jobs) <= 1:
@@ -226,6 +250,7 @@ def run_dedup(
     exact: bool = True,
     minhash: bool = True,
     ngram: int = 5,
+    exact_field: str | None = None,
     num_perm: int | None = None,
     bands: int | None = None,
     rows: int | None = None,
@@ -274,7 +299,7 @@ def run_dedup(
         "version": SCAN_VERSION, "sources": sources, "exact": exact, "minhash": minhash, "ngram": ngram,
         "num_perm": num_perm, "bands": bands, "rows": rows, "threshold": threshold, "verify": verify,
         "paragraphs": paragraphs, "keep_rule": keep_rule, "seed": seed, "scheme": scheme,
-        "signature_check": signature_check,
+        "signature_check": signature_check, "exact_field": exact_field,
     }  # fmt: skip
     scan_key = config_hash(
         {
@@ -367,6 +392,11 @@ def run_dedup(
     try:
         if exact:
             ea, eb = exact_edges(keys)
+            edges_a.append(ea)
+            edges_b.append(eb)
+        if exact_field:
+            ea, eb = field_edges(con, [p["path"] for p in parts], exact_field)
+            stats_pairs["exact_field_edges"] = len(ea)
             edges_a.append(ea)
             edges_b.append(eb)
         if minhash:
