@@ -18,13 +18,6 @@ resident memory of the whole run (parent and workers).
 
 from __future__ import annotations
 
-import sys
-
-# bench/ holds a tokenize.py that would shadow the standard library's module: drop the
-# script's folder from the import path before anything imports `tokenize`.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path.pop(0)
-
 import argparse
 import gzip
 import json
@@ -34,6 +27,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -351,6 +345,41 @@ def _scale_run(args) -> None:
                       "child_rss_mb": child, "phases": stats["seconds"]}))  # fmt: skip
 
 
+def sample_compare(args) -> dict:
+    """The three tools on the sample corpus's web pages (prose), scored on its ground truth."""
+    import pyarrow.parquet as pq
+
+    from mixer.ingest import ingest
+    from mixer.sample_data import generate
+
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="mixer-dedup-sample-"))
+    generate(tmp / "data", seed=args.seed, scale=args.scale)
+    ingest([str(tmp / "data" / "web")], tmp / "ingested", progress=False)
+    t = pq.read_table(tmp / "ingested" / "documents" / "web", columns=["id", "text"]).to_pydict()
+    docs = list(zip(t["id"], t["text"], strict=True))
+    truth = {}
+    for line in (tmp / "data" / "ground_truth" / "duplicates.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        truth[rec["id"]] = rec["cluster"]
+    write_workdir(docs, tmp / "wd", 4)
+    results = {}
+    elapsed, removed, _ = run_mixer(tmp / "wd", args.workers)
+    results["mixer"] = (elapsed, *doc_scores(removed, truth))
+    elapsed, removed = run_datasketch(docs, 14, 8)
+    results["datasketch loop (14x8)"] = (elapsed, *doc_scores(removed, truth))
+    dt = run_datatrove(docs, tmp, args.workers)
+    if dt:
+        results["datatrove 4-stage"] = (dt[0], *doc_scores(dt[1], truth))
+    print(
+        f"sample web pages: {len(docs):,} documents, {len(set(truth.values())):,} planted clusters"
+    )
+    for name, (sec, p, r) in results.items():
+        print(f"{name:28s} {sec:8.2f} s  precision {p:.4f}  recall {r:.4f}")
+    return {
+        k: dict(zip(("seconds", "precision", "recall"), v, strict=True)) for k, v in results.items()
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -362,6 +391,12 @@ def main() -> None:
     c.add_argument("--skip-datasketch", action="store_true")
     c.add_argument("--json", help="write the results here")
     c.add_argument("--tmp", default=None)
+    m = sub.add_parser("sample", help="the three tools on the sample corpus's web pages")
+    m.add_argument("--scale", type=float, default=1.0)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--json", help="write the results here")
+    m.add_argument("--tmp", default=None)
     s = sub.add_parser("scale", help="mixer time and peak memory from 100k to 1M short documents")
     s.add_argument("--sizes", default="100000,300000,1000000")
     s.add_argument("--workers", type=int, default=2)
@@ -377,7 +412,7 @@ def main() -> None:
     if args.cmd in ("_scale_gen", "_scale_run"):
         (_scale_gen if args.cmd == "_scale_gen" else _scale_run)(args)
         return
-    res = compare(args) if args.cmd == "compare" else scale(args)
+    res = {"compare": compare, "sample": sample_compare, "scale": scale}[args.cmd](args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
 
