@@ -358,7 +358,8 @@ def stage_tokenize(ctx: Context) -> None:
             str(out), str(src), samples=16, seed=ctx.recipe.seed, progress=False
         )
         ctx.echo(
-            f"[tokenize] verified {_plural(checked.get('parts', 0), 'part')}: {info.get('total_tokens'):,} tokens"
+            f"[tokenize] verified {checked['parts']} part(s), {checked['documents']:,} documents, "
+            f"{checked['total_tokens']:,} tokens"
         )
         return {"total_tokens": info.get("total_tokens"), "dtype": info.get("dtype")}
 
@@ -373,11 +374,6 @@ def stage_tokenize(ctx: Context) -> None:
         [out / "tokens.json"],
         work,
     )
-
-
-def _plural(n, word: str) -> str:
-    n = len(n) if isinstance(n, list) else n
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def stage_train(ctx: Context) -> None:

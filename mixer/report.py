@@ -239,7 +239,7 @@ def render_html(report: dict, title: str = "mixer report") -> str:
             plots.append(bar_chart(label, {"documents": top}, log=True))
     dedup = report.get("dedup")
     if dedup:
-        sizes = _find(dedup, ("cluster_sizes", "clusters_by_size"))
+        sizes = dedup.get("clusters_by_size")
         if isinstance(sizes, dict):
             plots.append(
                 bar_chart(
@@ -253,7 +253,7 @@ def render_html(report: dict, title: str = "mixer report") -> str:
         out.append("<h2>Deduplication</h2>")
         flat = {k: v for k, v in dedup.items() if isinstance(v, (int, float, str))}
         out.append(table([flat]) if flat else "")
-        removed = _find(dedup, ("removed_per_source", "removed_by_source"))
+        removed = dedup.get("removed_per_source")
         if isinstance(removed, dict):
             out.append(table([{"source": s, "removed": n} for s, n in removed.items()]))
     tokens = report.get("tokens")
@@ -273,13 +273,6 @@ def render_html(report: dict, title: str = "mixer report") -> str:
         out.append("<h2>Stage times (last run of each)</h2>")
         out.append(table([{"stage": k, "seconds": v} for k, v in report["stage_seconds"].items()]))
     return "\n".join(out)
-
-
-def _find(d: dict, keys: tuple[str, ...]):
-    for k in keys:
-        if k in d:
-            return d[k]
-    return None
 
 
 def funnel(report: dict) -> list[dict]:
