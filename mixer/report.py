@@ -37,6 +37,12 @@ def _distribution(con, column: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _only_mix(workdir: Path) -> str | None:
+    """The workdir's mix when it has exactly one (so `mixer report WORKDIR` needs no recipe)."""
+    mixes = [p.name for p in (workdir / "mixes").glob("*") if (p / "manifest.json").exists()]
+    return mixes[0] if len(mixes) == 1 else None
+
+
 def collect(workdir: str | Path, recipe=None) -> dict:
     wd = Path(workdir)
     report: dict = {"workdir": str(wd)}
@@ -67,8 +73,10 @@ def collect(workdir: str | Path, recipe=None) -> dict:
     dedup = read_json(state_dir(wd) / "dedup" / "stats.json")
     if dedup:
         report["dedup"] = dedup
-    if recipe is not None:
-        mix = mix_dir(wd, recipe.name)
+    name = recipe.name if recipe is not None else _only_mix(wd)
+    if name is not None:
+        report["mix_name"] = name
+        mix = mix_dir(wd, name)
         manifest = read_json(mix / "manifest.json")
         if manifest:
             report["mix"] = manifest
@@ -78,12 +86,12 @@ def collect(workdir: str | Path, recipe=None) -> dict:
                     "SELECT view_name FROM duckdb_views() WHERE NOT internal"
                 ).fetchall()
             }
-            if f"mix_{recipe.name}" in views:
-                report["length_histogram_after"] = _length_histogram(con, f'"mix_{recipe.name}"')
-        tokens = read_json(tokens_dir(wd, recipe.name) / "tokens.json")
+            if f"mix_{name}" in views:
+                report["length_histogram_after"] = _length_histogram(con, f'"mix_{name}"')
+        tokens = read_json(tokens_dir(wd, name) / "tokens.json")
         if tokens:
             report["tokens"] = tokens
-        train = read_json(wd / "runs" / recipe.name / "summary.json")
+        train = read_json(wd / "runs" / name / "summary.json")
         if train:
             report["train"] = train
     stages = {}
@@ -341,6 +349,6 @@ def build_report(workdir: str | Path, recipe=None) -> dict[str, Path]:
     report = collect(workdir, recipe)
     out = report_dir(workdir)
     write_json_atomic(out / "report.json", report)
-    title = f"mixer report: {recipe.name}" if recipe is not None else "mixer report"
+    title = f"mixer report: {report['mix_name']}" if report.get("mix_name") else "mixer report"
     write_bytes_atomic(out / "report.html", render_html(report, title).encode())
     return {"json": out / "report.json", "html": out / "report.html"}

@@ -130,6 +130,8 @@ def test_report_rebuilds(finished):
     (wd / "report" / "report.html").unlink()
     _run(["report", str(wd), "--recipe", str(recipe)])
     assert (wd / "report" / "report.html").exists()
+    _run(["report", str(wd)])  # the workdir's only mix is found without the recipe
+    assert "Funnel per source" in (wd / "report" / "report.html").read_text()
 
 
 def test_bad_recipe_is_one_line(tmp_path):

@@ -68,7 +68,8 @@ def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, sets,
     help="The recipe, to include its mix and tokens.",
 )
 def report_cmd(workdir, recipe):
-    """Rebuild WORKDIR/report/report.json and report.html from what the stages wrote."""
+    """Rebuild WORKDIR/report/report.json and report.html from what the stages wrote
+    (the mix and its tokens too: the recipe's, or the workdir's only mix)."""
     from mixer.recipe import load_recipe
     from mixer.report import build_report
 
