@@ -147,10 +147,11 @@ def tag_workdir(
                 tasks.append((str(workdir), source, str(part), todo, {n: keys[n] for n in todo}))
 
     rows: dict[str, int] = {name: 0 for name in taggers}
-    bar = tqdm(total=len(tasks), desc="tag", unit="part", disable=not progress or not tasks)
+    total_docs = sum(pq.ParquetFile(t[2]).metadata.num_rows for t in tasks)
+    bar = tqdm(total=total_docs, desc="tag", unit="doc", disable=not progress or not tasks)
     for result in run_tasks(_tag_part, tasks, workers, initializer=_init_worker, initargs=(specs,)):
         for name, n in result.items():
             rows[name] += n
-        bar.update()
+        bar.update(max(result.values(), default=0))
     bar.close()
     return {"taggers": taggers, "parts_tagged": len(tasks), "parts_skipped": skipped, "rows": rows}
