@@ -15,6 +15,17 @@ import orjson
 import zstandard
 
 
+def read_local_text(path: Path) -> str | None:
+    """A local file's text (gunzipped when .gz), or None when it is not readable UTF-8."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        return None
+
+
 def iter_texts(min_chars: int = 200):
     """Yield text blocks (about one to a few KB each) from local files, deterministically."""
     roots = [Path(sysconfig.get_paths()["stdlib"]), Path("/usr/share/doc"), Path("/usr/share/man")]

@@ -34,6 +34,8 @@ import time
 import unicodedata
 from pathlib import Path
 
+from bench.corpus import read_local_text
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_PY = Path(os.environ.get("DEDUP_BENCH_PEERS_PYTHON", ROOT / ".venv-peers" / "bin" / "python"))
 
@@ -49,12 +51,8 @@ def text_lines(limit_bytes: int = 40 << 20) -> list[str]:
     files += sorted(p for p in Path("/usr/share/doc").rglob("*") if p.is_file())
     seen, out, total = set(), [], 0
     for f in files:
-        try:
-            raw = f.read_bytes()
-            if f.suffix == ".gz":
-                raw = gzip.decompress(raw)
-            text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        text = read_local_text(f)
+        if text is None:
             continue
         for line in text.splitlines():
             line = line.strip(" #*\t-")

@@ -16,12 +16,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/ holds scripts named like stdlib modules (tokenize.py): keep it off the import path.
+# Keep bench/ itself off the import path, so its scripts never shadow standard modules.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from bench.corpus import read_local_text
 
 import argparse
 import ast
-import gzip
 import json
 import random
 import re
@@ -79,12 +80,8 @@ def usr_share_doc_documents(limit_bytes: int) -> list[str]:
     for path in sorted(Path("/usr/share/doc").rglob("*")):
         if not path.is_file() or path.stat().st_size < 500:
             continue
-        try:
-            raw = path.read_bytes()
-            if path.suffix == ".gz":
-                raw = gzip.decompress(raw)
-            text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        text = read_local_text(path)
+        if text is None:
             continue
         for chunk in chunks(text):
             docs.append(chunk)

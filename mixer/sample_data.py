@@ -215,11 +215,8 @@ def _past(verb: str) -> str:
 
 
 def _third(verb: str) -> str:
-    if verb.endswith(("s", "sh", "ch", "x", "z")):
-        return verb + "es"
-    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
+    """Third person singular: the same spelling rules as a noun's plural."""
+    return _plural(verb)
 
 
 def _gerund(verb: str) -> str:

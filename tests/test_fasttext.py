@@ -116,17 +116,18 @@ def test_train_from_workdir_binary_and_multilabel(tmp_path):
 def test_tag_and_train_fasttext_commands(tmp_path):
     wd = _workdir(tmp_path)
     runner = CliRunner()
+    tag_args = [
+        "tag",
+        str(wd),
+        "--taggers",
+        "gopher,c4,fineweb",
+        "--set",
+        "gopher.min_words=5",
+        "--quiet",
+    ]
     r = runner.invoke(
         main,
-        [
-            "tag",
-            str(wd),
-            "--taggers",
-            "gopher,c4,fineweb",
-            "--set",
-            "gopher.min_words=5",
-            "--quiet",
-        ],
+        tag_args,
     )
     assert r.exit_code == 0, r.output
     assert "tagged 4 part(s)" in r.output
@@ -134,18 +135,7 @@ def test_tag_and_train_fasttext_commands(tmp_path):
     attrs = pq.read_table(attributes_dir(wd, "gopher", "web") / "part-00001.parquet")
     assert attrs.column("id").to_pylist() == docs.column("id").to_pylist()
     assert {"gopher__keep", "gopher__reason", "gopher__words"} <= set(attrs.column_names)
-    r = runner.invoke(
-        main,
-        [
-            "tag",
-            str(wd),
-            "--taggers",
-            "gopher,c4,fineweb",
-            "--set",
-            "gopher.min_words=5",
-            "--quiet",
-        ],
-    )
+    r = runner.invoke(main, tag_args)
     assert "skipped 12 up to date" in r.output
 
     # a classifier trained on attribute columns joined with the documents
