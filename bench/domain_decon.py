@@ -19,8 +19,6 @@ from pathlib import Path
 # Keep bench/ itself off the import path, so its scripts never shadow standard modules.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from bench.corpus import read_local_text
-
 import argparse
 import ast
 import json
@@ -31,6 +29,8 @@ import tempfile
 import time
 
 import pyarrow as pa
+
+from bench.corpus import read_local_text
 
 BATCH = 1024
 
