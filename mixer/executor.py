@@ -14,6 +14,105 @@ from concurrent.futures import ProcessPoolExecutor
 
 from mixer.errors import MixerError
 
+
+class Executor:
+    """Runs fn(*args) for each argument tuple and yields the results in the order given."""
+
+    workers: int | None = None
+
+    def map(
+        self,
+        fn: Callable,
+        arglists: list[tuple],
+        weights: list[int] | None = None,
+        desc: str = "",
+        progress: bool = False,
+    ) -> Iterator:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=sum(weights) if weights else len(arglists),
+            desc=desc,
+            disable=not progress or not arglists,
+            unit_scale=True,
+        )
+        try:
+            for i, result in enumerate(self._map(fn, arglists)):
+                bar.update(weights[i] if weights else 1)
+                yield result
+        finally:
+            bar.close()
+
+    def _map(self, fn: Callable, arglists: list[tuple]) -> Iterator:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """A pool of spawned processes on this machine (or the calling process when workers=1)."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+
+    def _map(self, fn, arglists):
+        n = max(1, min(self.workers, len(arglists)))
+        if n == 1:
+            for args in arglists:
+                yield fn(*args)
+            return
+        with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
+            futures = [ex.submit(fn, *args) for args in arglists]
+            for f in futures:
+                yield f.result()
+
+    def describe(self) -> str:
+        return f"{self.workers} local worker(s)"
+
+
+class RayExecutor(Executor):
+    """Ray tasks, spread over the nodes of a cluster (`address`) or a local Ray instance."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        self.address = address
+        self.workers = workers
+
+    def _init(self):
+        try:
+            import ray
+        except ImportError:
+            raise MixerError("--executor ray needs Ray: pip install 'mixer[ray]'") from None
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=self.workers or os.cpu_count(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+        return ray
+
+    def _map(self, fn, arglists):
+        ray = self._init()
+        remote = ray.remote(fn).options(scheduling_strategy="SPREAD")
+        refs = [remote.remote(*args) for args in arglists]
+        for ref in refs:
+            yield ray.get(ref)
+
+    def describe(self) -> str:
+        return f"Ray ({self.address or 'local instance'})"
+
+
+def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None):
+    if kind == "local":
+        return LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(address, workers)
+    raise MixerError(f"unknown executor {kind!r} (local or ray)")
+
+
 _settings = {"kind": "local", "address": None}
 _last_init: list = [None]  # the initializer call this process last ran
 

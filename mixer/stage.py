@@ -1,0 +1,225 @@
+"""One stage interface: every stage of mixer is a `Stage`, and one runner executes them all.
+
+A stage is a name, a typed config, the inputs it reads and the outputs it writes, and three
+methods: `tasks()` lists independent units of work (over parts, bands, buckets), `run_task(task)`
+does one of them on any worker or node, and `finish(results)` reduces the small per-task
+summaries on the driver. Work that needs several rounds (dedup: signatures, then band groups,
+then components, then writes) is several stages run one after the other under one `group`.
+
+`run_stage` is the only place that decides what to skip: a stage whose fingerprint (its name,
+config and input fingerprints) matches the one recorded in state/stages/ and whose outputs
+exist is skipped as a whole; otherwise every task whose own fingerprint is recorded as done is
+skipped, so a killed run resumes where it stopped. Tasks run on an `Executor` (local process
+pool or Ray); results come back in task order, so outputs never depend on the executor or on
+the number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixer.executor import Executor, LocalExecutor
+from mixer.io import config_hash, read_json, write_json_atomic
+from mixer.schema import state_dir
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work. `key` is unique within its stage and stable across runs (it names the
+    completion record); `fingerprint` covers what the task reads (file names, sizes, mtimes or
+    hashes), so a changed input reruns only the tasks that read it; `args` go to `run_task`;
+    `weight` (bytes, documents) drives progress bars."""
+
+    key: str
+    args: Any = None
+    fingerprint: Any = None
+    weight: int = 1
+
+
+@dataclass
+class RunContext:
+    """What every stage sees while it runs: the workdir, the executor, progress and echo."""
+
+    workdir: Path
+    executor: Executor = field(default_factory=LocalExecutor)
+    progress: bool = True
+    echo: Callable[[str], None] = print
+    force: frozenset = frozenset()  # stage names (or groups) to rerun whatever the state says
+
+
+class Stage:
+    """Base class of every stage. Subclasses set `name` (and `group` when several stages make
+    one step of `mixer run`), keep their settings in `config` (a dataclass or a dict of plain
+    values), and implement `tasks`, `run_task` and `finish`.
+
+    A stage object is sent to the workers that run its tasks, so it must pickle: keep paths and
+    plain settings on it, open models and files inside `run_task` (cache them per process with
+    `functools.lru_cache` or a module-level dict when loading is costly).
+    """
+
+    name: str = ""
+    group: str = ""
+
+    def __init__(self, workdir: str | Path, config: Any = None):
+        self.workdir = Path(workdir)
+        self.config = config
+
+    # -- what the stage is
+    def config_dict(self) -> dict:
+        c = self.config
+        if c is None:
+            return {}
+        if dataclasses.is_dataclass(c):
+            return dataclasses.asdict(c)
+        return dict(c)
+
+    def input_fingerprint(self) -> Any:
+        """What the stage as a whole reads (files' names, sizes, mtimes). Tasks add their own."""
+        return None
+
+    def outputs(self) -> list[Path]:
+        """Files or folders that must exist for a finished stage to count as done."""
+        return []
+
+    # -- the work
+    def tasks(self) -> list[Task]:
+        return []
+
+    def run_task(self, task: Task) -> Any:
+        raise NotImplementedError
+
+    def finish(self, results: list[Any]) -> Any:
+        """Reduce the tasks' results on the driver (small summaries only). The default returns
+        them as they are."""
+        return results
+
+    # -- hooks
+    def setup(self, ctx: RunContext) -> None:
+        """Runs on the driver before tasks are listed (create folders, clean temporaries)."""
+
+    def describe(self) -> str:
+        return self.name
+
+
+# ------------------------------------------------------------------ completion records
+
+
+def _state_root(workdir: Path, stage: Stage) -> Path:
+    return state_dir(workdir) / "stages" / stage.name
+
+
+def stage_fingerprint(stage: Stage) -> str:
+    return config_hash(
+        {"stage": stage.name, "config": stage.config_dict(), "inputs": stage.input_fingerprint()}
+    )
+
+
+def task_fingerprint(stage: Stage, task: Task) -> str:
+    return config_hash({"config": stage.config_dict(), "task": task.fingerprint, "key": task.key})
+
+
+def _safe_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key) + "-" + config_hash(key)
+
+
+def _run_one(stage: Stage, task: Task, record: str | None, fp: str) -> Any:
+    # Runs on a worker: do the task and record it as done where every node can read it.
+    result = stage.run_task(task)
+    if record is not None:
+        write_json_atomic(record, {"fingerprint": fp, "result": result})
+    return result
+
+
+def run_stage(stage: Stage, ctx: RunContext) -> Any:
+    """Run one stage with caching at stage and task level. Returns `finish(results)`."""
+    root = _state_root(ctx.workdir, stage)
+    done_path = root / "stage.json"
+    forced = stage.name in ctx.force or (stage.group and stage.group in ctx.force)
+    stage.setup(ctx)
+    fp = stage_fingerprint(stage)
+    done = read_json(done_path)
+    if (
+        not forced
+        and done
+        and done.get("fingerprint") == fp
+        and all(Path(o).exists() for o in stage.outputs())
+    ):
+        ctx.echo(f"[{stage.name}] up to date, skipped")
+        return done.get("result")
+    start = time.perf_counter()
+    tasks = stage.tasks()
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"stage {stage.name}: task keys are not unique")
+    todo, results = [], {}
+    for t in tasks:
+        tfp = task_fingerprint(stage, t)
+        rec = root / "tasks" / (_safe_key(t.key) + ".json")
+        prev = None if forced else read_json(rec)
+        if prev and prev.get("fingerprint") == tfp:
+            results[t.key] = prev["result"]
+        else:
+            todo.append((t, str(rec), tfp))
+    ctx.echo(
+        f"[{stage.name}] running {len(todo)} of {len(tasks)} task(s)"
+        + (f" on {ctx.executor.describe()}" if todo else "")
+    )
+    weights = [t.weight for t, _, _ in todo]
+    for (t, _, _), result in zip(
+        todo,
+        ctx.executor.map(
+            _run_one,
+            [(stage, t, rec, tfp) for t, rec, tfp in todo],
+            weights=weights,
+            desc=stage.name,
+            progress=ctx.progress,
+        ),
+        strict=True,
+    ):
+        results[t.key] = result
+    result = stage.finish([results[k] for k in keys])
+    seconds = time.perf_counter() - start
+    # Fingerprint again: a stage may write under inputs it reads (e.g. attributes it also reads).
+    write_json_atomic(
+        done_path,
+        {"fingerprint": stage_fingerprint(stage), "result": result, "seconds": round(seconds, 3)},
+    )
+    ctx.echo(f"[{stage.name}] done in {seconds:.1f}s")
+    return result
+
+
+def run_stages(stages: Iterable[Stage], ctx: RunContext) -> list[Any]:
+    """Run stages in order (each may depend on the outputs of the ones before)."""
+    return [run_stage(s, ctx) for s in stages]
+
+
+# ------------------------------------------------------------------ fingerprints of files
+
+
+def tree_fingerprint(*paths: str | Path) -> list:
+    """Names, sizes and mtimes of every finished file under `paths` (no content reads)."""
+    out = []
+    for root in paths:
+        root = Path(root)
+        if root.is_file():
+            files = [root]
+        elif root.is_dir():
+            files = sorted(
+                p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+            )
+        else:
+            files = []
+        for p in files:
+            st = p.stat()
+            out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def files_fingerprint(files: Sequence[str | Path]) -> list:
+    """Like tree_fingerprint for an explicit list of files (a task's inputs)."""
+    return tree_fingerprint(*files)

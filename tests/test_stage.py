@@ -1,0 +1,82 @@
+"""The one stage runner: stage- and task-level caching, resume, order, and both executors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mixer.executor import LocalExecutor
+from mixer.stage import RunContext, Stage, Task, run_stage, tree_fingerprint
+
+
+class SquareStage(Stage):
+    """Writes n*n into out/<n>.txt for every input file holding n; sums them in finish."""
+
+    name = "square"
+
+    def input_fingerprint(self):
+        return tree_fingerprint(self.workdir / "in")
+
+    def outputs(self):
+        return [self.workdir / "out"]
+
+    def tasks(self):
+        files = sorted((self.workdir / "in").glob("*.txt"))
+        return [Task(key=p.stem, args=str(p), fingerprint=tree_fingerprint(p)) for p in files]
+
+    def run_task(self, task):
+        n = int(Path(task.args).read_text())
+        out = self.workdir / "out" / f"{task.key}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(str(n * n))
+        with open(self.workdir / "calls.log", "a") as f:
+            f.write(task.key + "\n")
+        return n * n
+
+    def finish(self, results):
+        return {"sum": sum(results), "order": results}
+
+
+def _calls(wd: Path) -> list[str]:
+    p = wd / "calls.log"
+    return p.read_text().split() if p.exists() else []
+
+
+def test_stage_runs_caches_and_reruns_only_changed_tasks(tmp_path: Path):
+    (tmp_path / "in").mkdir()
+    for i in range(5):
+        (tmp_path / "in" / f"{i}.txt").write_text(str(i + 1))
+    ctx = RunContext(tmp_path, LocalExecutor(2), progress=False, echo=lambda m: None)
+    assert run_stage(SquareStage(tmp_path), ctx) == {"sum": 55, "order": [1, 4, 9, 16, 25]}
+    assert sorted(_calls(tmp_path)) == ["0", "1", "2", "3", "4"]
+    # Unchanged: the whole stage is skipped.
+    assert run_stage(SquareStage(tmp_path), ctx)["sum"] == 55
+    assert len(_calls(tmp_path)) == 5
+    # One input changes: only its task runs again.
+    (tmp_path / "in" / "3.txt").write_text("10")
+    assert run_stage(SquareStage(tmp_path), ctx)["sum"] == 1 + 4 + 9 + 100 + 25
+    assert _calls(tmp_path)[5:] == ["3"]
+    # Forced: every task runs.
+    forced = RunContext(tmp_path, LocalExecutor(1), False, lambda m: None, frozenset({"square"}))
+    run_stage(SquareStage(tmp_path), forced)
+    assert len(_calls(tmp_path)) == 11
+
+
+def test_killed_stage_resumes_from_finished_tasks(tmp_path: Path):
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        (tmp_path / "in" / f"{i}.txt").write_text(str(i))
+
+    class Failing(SquareStage):
+        def run_task(self, task):
+            if task.key == "2":
+                raise RuntimeError("killed")
+            return super().run_task(task)
+
+    ctx = RunContext(tmp_path, LocalExecutor(1), progress=False, echo=lambda m: None)
+    try:
+        run_stage(Failing(tmp_path), ctx)
+    except RuntimeError:
+        pass
+    assert _calls(tmp_path) == ["0", "1"]
+    assert run_stage(SquareStage(tmp_path), ctx)["order"] == [0, 1, 4, 9]
+    assert _calls(tmp_path) == ["0", "1", "2", "3"]
