@@ -76,6 +76,12 @@ def mix_dir(workdir: str | Path, mix: str) -> Path:
     return Path(workdir) / "mixes" / mix
 
 
+def mix_manifest_path(workdir: str | Path, mix: str) -> Path:
+    """The mix manifest sits beside its folder of Parquet parts, never inside it, so that every
+    Parquet reader opens mixes/<mix>/ as a dataset."""
+    return Path(workdir) / "mixes" / f"{mix}.manifest.json"
+
+
 def tokens_dir(workdir: str | Path, mix: str) -> Path:
     return Path(workdir) / "tokens" / mix
 
