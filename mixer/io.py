@@ -180,59 +180,178 @@ def is_shard(path: str | Path) -> bool:
 
 
 class StreamError(Exception):
-    """A compressed stream is corrupt or truncated at `line_no`; `partial` is what was read of it."""
+    """A compressed stream is corrupt or truncated.
 
-    def __init__(self, message: str, line_no: int = 0, partial: bytes = b""):
+    `line_no` is the number of the damaged line, `partial` what was decoded of it, `offset`
+    the byte offset in the (compressed) file where decoding failed."""
+
+    def __init__(self, message: str, line_no: int = 0, partial: bytes = b"", offset: int = 0):
         super().__init__(message)
+        self.message = message
         self.line_no = line_no
         self.partial = partial
+        self.offset = offset
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+FINE_STEP = 4096  # recovery: re-decode a failing piece in steps this large, then 1 byte
 
 
 def _raw_chunks(f) -> Iterator[bytes]:
     return iter(lambda: f.read(READ_CHUNK), b"")
 
 
-def _gzip_chunks(f) -> Iterator[bytes]:
-    """Decompress (multi-member) gzip, yielding everything readable before any damage."""
-    dec, fed = zlib.decompressobj(wbits=31), False
+def sniff_codec(path: str | Path, head: bytes) -> str:
+    """ "gzip", "zstd" or "plain", from the first bytes (the name only breaks ties).
+
+    A `.zst` or `.gz` file that holds plain text is read as plain text; one that holds neither
+    its format nor text is a corrupt stream."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC) or (
+        len(head) >= 4 and 0x184D2A50 <= int.from_bytes(head[:4], "little") <= 0x184D2A5F
+    ):
+        return "zstd"
+    p = str(path)
+    if p.endswith((".gz", ".zst", ".zstd")) and head and not _looks_like_text(head):
+        return "gzip-bad" if p.endswith(".gz") else "zstd-bad"
+    return "plain"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # a character cut by the end of the sample is fine
+            return False
+    return b"\x00" not in head
+
+
+class _Zstd:
+    name = "zstd"
+    errors = (zstandard.ZstdError,)
+
+    def __init__(self):
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def new(self):
+        return self._dctx.decompressobj()
+
+
+class _Gzip:
+    name = "gzip"
+    errors = (zlib.error,)
+
+    def new(self):
+        return zlib.decompressobj(wbits=31)
+
+
+def _decode(path: str, f, codec) -> Iterator[bytes]:
+    """Decompress a (multi-member / multi-frame) stream, yielding everything decodable.
+
+    Input is fed in READ_CHUNK pieces (fast). When a piece raises, the output of that call is
+    lost, so the member is decoded again from its start and the failing piece fed in small
+    steps: every byte the decoder can produce before the damage is yielded, then StreamError
+    names the offset of the step that failed."""
+    dec, fed = codec.new(), False
+    member_start = 0  # offset where the current member (frame) starts
+    member_out = 0  # bytes yielded from the current member
+    pos = 0  # offset of `data`
     for data in _raw_chunks(f):
         while data:
             try:
                 out = dec.decompress(data)
-            except zlib.error as e:
-                raise StreamError(f"corrupt gzip stream ({e})") from e
+            except codec.errors as e:
+                at = yield from _recover(path, codec, member_start, pos, len(data), member_out)
+                raise StreamError(
+                    f"corrupt {codec.name} stream at byte {at} ({_short(e)})", offset=at
+                ) from None
             fed = True
             if out:
+                member_out += len(out)
                 yield out
             if dec.eof:  # a member ended: the rest may be another member
-                data = dec.unused_data
-                dec, fed = zlib.decompressobj(wbits=31), False
+                rest = dec.unused_data
+                pos += len(data) - len(rest)
+                data = rest
+                dec, fed = codec.new(), False
+                member_start, member_out = pos, 0
             else:
+                pos += len(data)
                 data = b""
     if fed and not dec.eof:
-        raise StreamError("truncated gzip stream (no end-of-stream marker)")
+        raise StreamError(
+            f"truncated {codec.name} stream (ends at byte {pos} inside a "
+            f"{'frame' if codec.name == 'zstd' else 'member'})",
+            offset=pos,
+        )
 
 
-def _zstd_chunks(f) -> Iterator[bytes]:
-    """Decompress (multi-frame) zstd, yielding everything readable before any damage."""
-    dctx = zstandard.ZstdDecompressor()
-    dec, fed = dctx.decompressobj(), False
-    for data in _raw_chunks(f):
-        while data:
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+def _replay(path: str, codec, start: int, good_end: int, fine_end: int, step: int):
+    """Decode [start, good_end) in big pieces, then [good_end, fine_end) in `step`-byte pieces.
+    Yields output; returns the offset of the piece that failed (None if none did)."""
+    dec = codec.new()
+    with open_binary(path) as f:
+        f.seek(start)
+        pos = start
+        while pos < good_end:
+            data = f.read(min(READ_CHUNK, good_end - pos))
+            if not data:
+                return None
+            out = dec.decompress(data)
+            pos += len(data)
+            if out:
+                yield out
+        while pos < fine_end:
+            data = f.read(min(step, fine_end - pos))
+            if not data:
+                return None
             try:
                 out = dec.decompress(data)
-            except zstandard.ZstdError as e:
-                raise StreamError(f"corrupt zstd stream ({e})") from e
-            fed = True
+            except codec.errors:
+                return pos
+            pos += len(data)
             if out:
                 yield out
             if dec.eof:
-                data = dec.unused_data
-                dec, fed = dctx.decompressobj(), False
-            else:
-                data = b""
-    if fed and not dec.eof:
-        raise StreamError("truncated zstd stream (frame not finished)")
+                return None
+    return None
+
+
+def _recover(path: str, codec, member_start: int, pos: int, size: int, already: int):
+    """Yield what a careful decoder gets of the piece [pos, pos+size) that failed; return the
+    offset where decoding failed."""
+
+    def drain(gen):
+        n = 0
+        try:
+            while True:
+                n += len(next(gen))
+        except StopIteration as stop:
+            return stop.value, n
+
+    # Pass 1: find the FINE_STEP-byte step that fails (outputs are only counted).
+    coarse, _ = drain(_replay(path, codec, member_start, pos, pos + size, FINE_STEP))
+    if coarse is None:
+        return pos
+    # Pass 2: decode up to that step, then byte by byte; yield what was not yielded before.
+    gen = _replay(path, codec, member_start, coarse, coarse + FINE_STEP, 1)
+    skip = already
+    try:
+        while True:
+            out = next(gen)
+            if skip >= len(out):
+                skip -= len(out)
+                continue
+            yield out[skip:]
+            skip = 0
+    except StopIteration as stop:
+        return stop.value if stop.value is not None else coarse
 
 
 def iter_lines(path: str | Path, with_terminated: bool = False) -> Iterator[tuple]:
@@ -240,18 +359,25 @@ def iter_lines(path: str | Path, with_terminated: bool = False) -> Iterator[tupl
 
     With `with_terminated`, yield (line number, bytes, whether a newline ended the line).
 
-    A corrupt or truncated compressed stream ends the iteration with StreamError (carrying the
-    number of the damaged line and its partial bytes) after every complete line before the
-    damage was yielded. A last line without a newline is yielded as is.
+    The format is taken from the file's first bytes (a `.zst` that holds plain text is read as
+    plain text). A corrupt or truncated compressed stream ends the iteration with StreamError
+    (carrying the number of the damaged line, its partial bytes and the byte offset where
+    decoding failed) after every complete line decodable before the damage was yielded. A
+    last line without a newline is yielded as is.
     """
     p = str(path)
     line_no = 0
     tail = b""
     with open_binary(p) as f:
-        if p.endswith(".gz"):
-            chunks = _gzip_chunks(f)
-        elif p.endswith((".zst", ".zstd")):
-            chunks = _zstd_chunks(f)
+        head = f.read(4096)
+        kind = sniff_codec(p, head)
+        f.seek(0)
+        if kind == "gzip":
+            chunks = _decode(p, f, _Gzip())
+        elif kind == "zstd":
+            chunks = _decode(p, f, _Zstd())
+        elif kind.endswith("-bad"):
+            chunks = _bad(kind.split("-")[0])
         else:
             chunks = _raw_chunks(f)
         try:
@@ -266,3 +392,8 @@ def iter_lines(path: str | Path, with_terminated: bool = False) -> Iterator[tupl
             raise
     if tail:
         yield (line_no + 1, tail, False) if with_terminated else (line_no + 1, tail)
+
+
+def _bad(name: str) -> Iterator[bytes]:
+    raise StreamError(f"not a {name} stream (no {name} header, and not text)", offset=0)
+    yield b""  # pragma: no cover

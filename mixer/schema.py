@@ -6,7 +6,9 @@ DESIGN.md lives in one place.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,15 +31,56 @@ QUARANTINE_FIELDS = ("src_file", "src_line", "reason", "raw")
 PARQUET_COMPRESSION = "zstd"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_PLAIN_NAME = 100  # longer names get a slug and a hash (file names stop at 255 bytes)
+_SLUG_LEN = 48
+_HASH_SEP = "~"  # never in a plain name, so a derived name can't equal a plain one
+
+
+def is_plain_name(name: str) -> bool:
+    """Letters, digits, '_', '-', '.', starting with a letter or digit, no '..', short."""
+    return bool(
+        isinstance(name, str)
+        and name
+        and len(name) <= MAX_PLAIN_NAME
+        and _SAFE_NAME.match(name)
+        and ".." not in name
+        and not name.endswith(".")
+    )
+
+
+def source_dir_name(source: str) -> str:
+    """The directory name of a source string, stable, safe and injective.
+
+    A plain name (`web`, `c4_en`, `pes2o.v2`) is its own directory name, so simple layouts stay
+    as they are. Any other string (`olmoe-routing-sample:c4`, `s2/pes2o`, `a b`, a 300-character
+    or non-ASCII name, `..`, a trailing newline) becomes a readable ASCII slug, `~`, and 12 hex
+    digits of the SHA-256 of the string: `s2_pes2o~1b6a...`. Plain names never contain `~`, so
+    a derived name never equals a plain one, and two strings share a derived name only if
+    their hashes (48 bits) and slugs collide. Path separators, `..` and control characters
+    never reach the file system.
+    """
+    if not isinstance(source, str):
+        raise TypeError(f"source must be a string, not {type(source).__name__}")
+    if is_plain_name(source):
+        return source
+    ascii_ = unicodedata.normalize("NFKD", source).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_.\-]+", "_", ascii_)
+    slug = re.sub(r"\.{2,}", "_", slug).strip("._-")[:_SLUG_LEN].strip("._-")
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug or 'source'}{_HASH_SEP}{digest}"
 
 
 def check_name(name: str, what: str = "source") -> str:
-    """Refuse names that could escape the workdir or make odd paths (separators, '..')."""
-    if not name or not _SAFE_NAME.match(name) or ".." in name:
+    """Refuse names that could escape the workdir or make odd paths (separators, '..').
+
+    Used for names that are directory names as given (mixes, taggers). Sources take any
+    string: see `source_dir_name`."""
+    if not is_plain_name(name):
         from mixer.errors import MixerError
 
         raise MixerError(
-            f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' (no path separators or '..')"
+            f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' "
+            f"(at most {MAX_PLAIN_NAME} characters, no path separators or '..')"
         )
     return name
 
@@ -52,13 +95,14 @@ def part_index(path: str | Path) -> int:
 
 
 def documents_dir(workdir: str | Path, source: str | None = None) -> Path:
+    """documents/, or documents/<directory of `source`> (`source` is the source string)."""
     d = Path(workdir) / "documents"
-    return d / source if source else d
+    return d / source_dir_name(source) if source else d
 
 
 def quarantine_dir(workdir: str | Path, source: str | None = None) -> Path:
     d = Path(workdir) / "quarantine"
-    return d / source if source else d
+    return d / source_dir_name(source) if source else d
 
 
 def attributes_dir(
@@ -68,7 +112,7 @@ def attributes_dir(
     if tagger:
         d = d / tagger
         if source:
-            d = d / source
+            d = d / source_dir_name(source)
     return d
 
 
@@ -95,11 +139,40 @@ def report_dir(workdir: str | Path) -> Path:
 
 
 def list_sources(workdir: str | Path) -> list[str]:
-    """Sources that have ingested documents, sorted."""
+    """Source strings (as written in the `source` column) that have ingested documents, sorted.
+
+    Pass them to documents_dir / attributes_dir, which derive the directory. A plain directory
+    name is its own source; a derived one (`slug~hash`) holds documents of one source string,
+    read back from the first row of its first part."""
     d = documents_dir(workdir)
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir() if p.is_dir() and any(p.glob("part-*.parquet")))
+    out = []
+    for p in d.iterdir():
+        if not p.is_dir():
+            continue
+        parts = list_parts(p)
+        if not parts:
+            continue
+        out.append(p.name if is_plain_name(p.name) else source_of_dir(p, parts))
+    return sorted(out)
+
+
+def source_of_dir(directory: Path, parts: list[Path]) -> str:
+    """The source string of a documents directory with a derived name."""
+    import pyarrow.parquet as pq
+
+    for part in parts:
+        f = pq.ParquetFile(part)
+        for i in range(f.num_row_groups):
+            col = f.read_row_group(i, columns=["source"]).column("source")
+            if len(col):
+                source = col[0].as_py()
+                if source is not None and source_dir_name(source) == directory.name:
+                    return source
+    from mixer.errors import MixerError
+
+    raise MixerError(f"{directory}: can't tell which source this folder holds (no rows name it)")
 
 
 def list_parts(directory: str | Path) -> list[Path]:

@@ -29,6 +29,7 @@ from mixer.schema import (
     list_parts,
     list_sources,
     part_name,
+    source_dir_name,
     state_dir,
 )
 from mixer.taggers import make_tagger
@@ -40,7 +41,7 @@ _worker_taggers: dict = {}
 
 
 def _state_path(workdir: Path, tagger: str, source: str, index: int) -> Path:
-    return state_dir(workdir) / "tag" / tagger / source / part_name(index, ".json")
+    return state_dir(workdir) / "tag" / tagger / source_dir_name(source) / part_name(index, ".json")
 
 
 def _init_worker(specs: dict[str, dict]) -> None:

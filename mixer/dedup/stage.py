@@ -57,6 +57,7 @@ from mixer.schema import (
     list_sources,
     part_index,
     part_name,
+    source_dir_name,
     state_dir,
 )
 
@@ -327,7 +328,7 @@ def run_dedup(
             except Exception as e:  # noqa: BLE001 - any unreadable part is a user-facing input error
                 raise MixerError(f"dedup: cannot read documents part {path}: {e}") from None
             idx = part_index(path)
-            stem = parts_state / source / part_name(idx, "")
+            stem = parts_state / source_dir_name(source) / part_name(idx, "")
             parts.append({
                 "source": source, "index": idx, "path": str(path), "rows": n, "base": base,
                 "fingerprint": file_fingerprint(path, with_hash=False),
@@ -527,8 +528,9 @@ def run_dedup(
 def _remove_stale(root: Path, sources: set[str], outputs: set[str]) -> None:
     """Drop dedup attributes this run did not write: their clusters refer to another corpus."""
     clean_temporaries(root)
+    dirs = {source_dir_name(s) for s in sources}
     for d in root.iterdir() if root.is_dir() else []:
-        if d.is_dir() and d.name not in sources:
+        if d.is_dir() and d.name not in dirs:
             shutil.rmtree(d)
         elif d.is_dir():
             for part in list_parts(d):
