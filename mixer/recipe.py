@@ -38,7 +38,73 @@ from mixer.recipe_schema import (  # noqa: F401
     validate,
 )
 
+# A recipe is a few hundred values: these caps stop YAML alias bombs ("billion laughs") and
+# absurd nesting in milliseconds, before anything is built from the document.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def check_yaml_shape(text: str, path: str) -> None:
+    """Stream the YAML events (no objects built) and refuse a document nested deeper than
+    MAX_YAML_DEPTH or whose aliases expand to more than MAX_YAML_VALUES values, naming the
+    line and key where the limit is crossed."""
+    anchors: dict[str, int] = {}
+    # frames: [is_mapping, expanded size so far, anchor, current key or index, expecting a key]
+    stack: list[list] = []
+
+    def keys() -> tuple:
+        return tuple(f[3] for f in stack if f[3] is not None)
+
+    def fail(event, message: str) -> MixerError:
+        k = keys()
+        dotted = _dotted(k[:8]) + ("..." if len(k) > 8 else "")
+        where = f"{path}:{event.start_mark.line + 1}"
+        return MixerError(f"{where}: {dotted + ': ' if dotted else ''}{message}")
+
+    def done(size: int, key_value=None) -> None:
+        """A node of `size` expanded values finished inside the top frame."""
+        if not stack:
+            return
+        f = stack[-1]
+        f[1] += size
+        if f[0]:  # mapping: a key, then its value
+            if f[4]:
+                f[3] = key_value if isinstance(key_value, str) else "?"
+            f[4] = not f[4]
+        else:
+            f[3] += 1
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                anchors[event.anchor] = 1
+            done(1, event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            size = anchors.get(event.anchor, 1)
+            if sum(f[1] for f in stack) + size > MAX_YAML_VALUES:
+                raise fail(
+                    event,
+                    f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values "
+                    f"(*{event.anchor}: an alias bomb?)",
+                )
+            done(size)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if len(stack) >= MAX_YAML_DEPTH:
+                raise fail(event, f"YAML nested deeper than {MAX_YAML_DEPTH} levels")
+            is_map = isinstance(event, yaml.MappingStartEvent)
+            if stack and stack[-1][0] and stack[-1][4]:  # a collection used as a key
+                stack[-1][3] = "?"
+            stack.append([is_map, 0, event.anchor, None if is_map else 0, True])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            f = stack.pop()
+            size = f[1] + 1
+            if f[2]:
+                anchors[f[2]] = size
+            if stack and stack[-1][0] and stack[-1][4]:
+                stack[-1][3] = "?"  # finishing a key that was a collection
+            done(size, None)
 
 
 def _node_lines(node, prefix: tuple, lines: dict, where: _Where) -> None:
@@ -168,6 +234,7 @@ def load_recipe(
         raise MixerError(f"{path}: cannot read recipe: {e}") from None
     where = _Where(str(path), {})
     try:
+        check_yaml_shape(text, str(path))
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -62,6 +62,73 @@ TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffl
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
 MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
 DTYPES = ("auto", "uint16", "uint32")
+MAX_SEED = 2**63 - 1  # seeds go into int64 columns and numpy generators
+FASTTEXT_LOSSES = ("softmax", "hs", "ns", "ova")
+
+# The type and range of every value a section may give (None always means "the default").
+# ("int", lo): an integer >= lo; ("number", lo, hi, lo_open): a finite number in range;
+# "fraction": a number in [0, 1]; "seed": an integer in [0, 2**63 - 1]; "bool"; "str";
+# ("choice", values); "strings": a list of strings (or one string).
+SECTION_TYPES: dict[str, dict[str, Any]] = {
+    "dedup": {
+        "exact": "bool",
+        "minhash": "bool",
+        "verify": "bool",
+        "paragraphs": "bool",
+        "signature_check": "bool",
+        "ngram": ("int", 1),
+        "num_perm": ("int", 1),
+        "bands": ("int", 1),
+        "rows": ("int", 1),
+        "threshold": ("number", 0.0, 1.0, True),
+        "seed": "seed",
+        "workers": ("int", 1),
+        "exact_field": "str",
+        "keep_rule": "str",
+        "scheme": "str",
+        "memory_limit": "str",
+        "sources": "strings",
+    },
+    "decon": {
+        "ngram": ("int", 1),
+        "min_words": ("int", 0),
+        "min_hits": ("int", 1),
+        "min_fraction": "fraction",
+        "index": "str",
+        "fields": "strings",
+        "eval_sets": "strings",
+    },
+    "tokenize": {
+        "max_tokens_per_part": ("int", 1),
+        "workers": ("int", 1),
+        "seed": "seed",
+        "batch_size": ("int", 1),
+        "shuffle": "bool",
+    },
+    "tokenizer.train": {
+        "vocab_size": ("int", 257),
+        "min_frequency": ("int", 0),
+        "max_docs": ("int", 1),
+        "max_bytes": ("int", 1),
+        "seed": "seed",
+        "special_tokens": "strings",
+    },
+    "train_fasttext": {
+        "lr": ("number", 0.0, None, True),
+        "dim": ("int", 1),
+        "epoch": ("int", 1),
+        "word_ngrams": ("int", 1),
+        "min_count": ("int", 1),
+        "bucket": ("int", 0),
+        "thread": ("int", 1),
+        "max_docs": ("int", 1),
+        "test_fraction": ("number", 0.0, 1.0, False),
+        "loss": ("choice", FASTTEXT_LOSSES),
+        "label_positive": "str",
+        "label_negative": "str",
+    },
+    "train": {"steps": ("int", 1), "seed": "seed", "device": "str", "out": "str"},
+}
 
 _TOKENS = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([KMBT]?)\s*$", re.IGNORECASE)
 _MULT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
@@ -318,6 +385,70 @@ class _Checker:
             raise self.err(keys, f"expected true or false, got {value!r}")
         return value
 
+    def typed(self, value, keys, kind) -> Any:
+        """Check one value against a SECTION_TYPES kind; None means "the default"."""
+        if value is None:
+            return None
+        if kind == "bool":
+            return self.boolean(value, keys)
+        if kind == "str":
+            return self.string(value, keys)
+        if kind == "strings":
+            return self.string_list(value, keys, allow_scalar=True)
+        if kind == "seed":
+            return self.seed(value, keys)
+        if kind == "fraction":
+            kind = ("number", 0.0, 1.0, False)
+        if kind[0] == "int":
+            return self.integer(value, keys, minimum=kind[1])
+        if kind[0] == "number":
+            _, lo, hi, lo_open = kind
+            v = self.number(value, keys)
+            if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+                low = f"({lo:g}" if lo_open else f"[{lo:g}"
+                raise self.err(
+                    keys,
+                    f"expected a number in {low}, {'inf' if hi is None else f'{hi:g}'}], got {value!r}",
+                )
+            return v
+        if kind[0] == "choice":
+            if value not in kind[1]:
+                raise self.err(keys, f"expected one of {', '.join(kind[1])}, got {value!r}")
+            return value
+        raise AssertionError(kind)
+
+    def section(self, values: dict, keys: tuple, table: dict) -> None:
+        for k, v in values.items():
+            if k in table:
+                self.typed(v, (*keys, k), table[k])
+
+    def seed(self, value, keys) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.err(keys, f"expected an integer seed, got {value!r}")
+        if not 0 <= value <= MAX_SEED:
+            raise self.err(keys, f"a seed is an integer in [0, 2**63 - 1], got {value}")
+        return value
+
+    def setting_like(self, value, keys, default) -> Any:
+        """A tagger setting: the type of its default (a number where the default is one, >= 0
+        where the default is >= 0)."""
+        if value is None or default is None:
+            return value
+        if isinstance(default, bool):
+            return self.boolean(value, keys)
+        if isinstance(default, (int, float)):
+            v = self.number(value, keys)
+            if default >= 0 and v < 0:
+                raise self.err(keys, f"must be >= 0, got {value!r}")
+            return value
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise self.err(keys, f"expected a string, got {value!r}")
+            return value
+        if isinstance(default, (list, tuple)):
+            return self.string_list(value, keys, allow_scalar=True)
+        return value
+
     def tokens(self, value, keys) -> int:
         try:
             return parse_tokens(value)
@@ -503,6 +634,7 @@ def _check_taggers_section(c: _Checker, data: dict) -> dict[str, dict]:
                         (*keys, k),
                         f"unknown setting of tagger {name!r} (known: {', '.join(sorted(defaults)) or 'none'})",
                     )
+                c.setting_like(settings[k], (*keys, k), defaults[k])
         out[name] = dict(settings)
     return out
 
@@ -518,6 +650,7 @@ def _check_train_fasttext(c: _Checker, data: dict, taggers: dict) -> dict[str, d
             "mixer.train_fasttext", "train_from_workdir", {"workdir", "out", "seed"}, FASTTEXT_KEYS
         )
         spec = c.mapping(spec, keys, allowed, required=("positive", "negative"))
+        c.section(spec, keys, SECTION_TYPES["train_fasttext"])
         c.sql(spec["positive"], (*keys, "positive"))
         c.sql(spec["negative"], (*keys, "negative"))
         if not taggers.get(name, {}).get("model"):
@@ -550,6 +683,7 @@ def _check_tokenizer(c: _Checker, data: dict) -> dict:
     tok = dict(c.mapping(data.get("tokenizer"), ("tokenizer",), TOKENIZER_KEYS))
     if "train" in tok and tok["train"] is not None:
         c.mapping(tok["train"], ("tokenizer", "train"), TOKENIZER_TRAIN_KEYS)
+        c.section(tok["train"], ("tokenizer", "train"), SECTION_TYPES["tokenizer.train"])
     for k in ("path", "eos", "bos"):
         if tok.get(k) is not None:
             c.string(tok[k], ("tokenizer", k))
@@ -559,10 +693,30 @@ def _check_tokenizer(c: _Checker, data: dict) -> dict:
     dtype = tok.get("dtype", "auto")
     if dtype not in DTYPES:
         raise c.err(("tokenizer", "dtype"), f"expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "uint16" and tok.get("path") and Path(tok["path"]).is_file():
+        vocab = _vocab_size(tok["path"])
+        if vocab is not None and vocab > 65536:
+            raise c.err(
+                ("tokenizer", "dtype"),
+                f"uint16 holds ids below 65,536 but {tok['path']} has {vocab:,} ids (use uint32 or auto)",
+            )
     for k in ("path", "train", "eos", "eos_id", "bos", "bos_id"):
         tok.setdefault(k, None)
     tok["dtype"] = dtype
     return tok
+
+
+def _vocab_size(path: str) -> int | None:
+    """Ids in a tokenizer.json (model vocabulary and added tokens), None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+        vocab = (data.get("model") or {}).get("vocab") or {}
+        ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
+        ids += [t.get("id", -1) for t in data.get("added_tokens") or []]
+        return max((i for i in ids if isinstance(i, int)), default=-1) + 1
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
 
 def _tokenize_keys() -> set:
@@ -572,8 +726,16 @@ def _tokenize_keys() -> set:
     return keys - {"mix_dir", "tokenizer", "tokenizer_path", "out", "out_dir", "src"}
 
 
+def _check_tokenize(c: _Checker, data: dict) -> dict:
+    tok = dict(c.mapping(data.get("tokenize"), ("tokenize",), _tokenize_keys()))
+    c.section(tok, ("tokenize",), SECTION_TYPES["tokenize"])
+    return tok
+
+
 def _check_train(c: _Checker, data: dict) -> dict | None:
     train = _check_optional_section(c, data, "train", TRAIN_KEYS)
+    if train is not None:
+        c.section(train, ("train",), SECTION_TYPES["train"])
     if train is not None and train.get("config") is not None:
         c.mapping(train["config"], ("train", "config"))
         try:
@@ -609,7 +771,7 @@ def validate(data: Any, path: Path, where: _Where, lines: dict) -> Recipe:
     except MixerError as e:
         raise c.err(("name",), str(e)) from None
     workdir = Path(c.string(data.get("workdir", f"work/{name}"), ("workdir",)))
-    seed = c.integer(data.get("seed", 0), ("seed",), minimum=0)
+    seed = c.seed(data.get("seed", 0), ("seed",))
     budget = c.tokens(data["budget"], ("budget",))
     if budget <= 0:
         raise c.err(("budget",), "must be > 0")
@@ -618,6 +780,13 @@ def validate(data: Any, path: Path, where: _Where, lines: dict) -> Recipe:
     )
     dedup = _check_optional_section(c, data, "dedup", dedup_keys)
     decon = _check_optional_section(c, data, "decon", DECON_KEYS)
+    if dedup is not None:
+        c.section(dedup, ("dedup",), SECTION_TYPES["dedup"])
+        if dedup.get("bands") and dedup.get("rows") and dedup.get("num_perm"):
+            if dedup["bands"] * dedup["rows"] > dedup["num_perm"]:
+                raise c.err(("dedup", "bands"), "bands x rows must be <= num_perm")
+    if decon is not None:
+        c.section(decon, ("decon",), SECTION_TYPES["decon"])
     if dedup is not None and dedup.get("sources") is not None:
         names = data.get("sources") if isinstance(data.get("sources"), dict) else {}
         for i, s in enumerate(c.string_list(dedup["sources"], ("dedup", "sources"))):
@@ -644,7 +813,7 @@ def validate(data: Any, path: Path, where: _Where, lines: dict) -> Recipe:
         decon=decon,
         groups=groups,
         tokenizer=_check_tokenizer(c, data),
-        tokenize=dict(c.mapping(data.get("tokenize"), ("tokenize",), _tokenize_keys())),
+        tokenize=_check_tokenize(c, data),
         train=_check_train(c, data),
         mix=_check_mix(c, data),
         raw=data,

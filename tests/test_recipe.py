@@ -281,3 +281,145 @@ def test_docs_example_recipe_is_valid(tmp_path):
     path.write_text(block)
     r = load_recipe(path, check_inputs=False)
     assert set(r.sources) == {"web", "math"} and r.budget == 1_500_000
+
+
+# ---------------------------------------------------------------- types and ranges at load time
+
+TYPED = [
+    (
+        "taggers:\n  quality: {model: q.bin}\n",
+        "taggers:\n  quality: {model: q.bin}\n  gopher: {min_words: abc}\n",
+        "taggers.gopher.min_words: expected a number",
+        "min_words",
+    ),
+    (
+        "taggers:\n  quality: {model: q.bin}\n",
+        "taggers:\n  quality: {model: q.bin}\n  gopher: {min_words: -3}\n",
+        "taggers.gopher.min_words: must be >= 0",
+        "min_words",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  threshold: abc",
+        "dedup.threshold: expected a number",
+        "threshold",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  threshold: 1.5",
+        "dedup.threshold: expected a number in (0, 1], got 1.5",
+        "threshold",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  exact: maybe",
+        "dedup.exact: expected true or false",
+        "exact",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  ngram: 0",
+        "dedup.ngram: must be >= 1",
+        "ngram",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup: {sources: [web]}\ntokenize:\n  max_tokens_per_part: abc",
+        "tokenize.max_tokens_per_part: expected an integer",
+        "max_tokens_per_part",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup: {sources: [web]}\ntokenize:\n  max_tokens_per_part: 0",
+        "tokenize.max_tokens_per_part: must be >= 1",
+        "max_tokens_per_part",
+    ),
+    (
+        "seed: ${SEED:-7}",
+        "seed: 18446744073709551616",
+        "seed: a seed is an integer in [0, 2**63 - 1]",
+        "seed:",
+    ),
+    ("seed: ${SEED:-7}", "seed: -1", "seed: a seed is an integer in [0, 2**63 - 1]", "seed:"),
+    (
+        "dedup: {sources: [web]}",
+        "dedup: {sources: [web]}\ntokenizer:\n  train:\n    seed: 18446744073709551616",
+        "tokenizer.train.seed: a seed is",
+        "  seed:",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup: {sources: [web]}\ndecon:\n  index: idx\n  min_fraction: 2",
+        "decon.min_fraction: expected a number in [0, 1]",
+        "min_fraction",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup: {sources: [web]}\ntrain:\n  steps: 0",
+        "train.steps: must be >= 1",
+        "steps",
+    ),
+]
+
+
+@pytest.mark.parametrize("old,new,message,line_key", TYPED, ids=[t[2][:40] for t in TYPED])
+def test_values_are_checked_by_type_and_range(tmp_path, old, new, message, line_key):
+    assert old in BASE
+    text = BASE.replace(old, new, 1)
+    path = write(tmp_path, text)
+    with pytest.raises(MixerError) as e:
+        load_recipe(path)
+    msg = str(e.value)
+    assert message in msg and "\n" not in msg, msg
+    assert msg.startswith(f"{path}:{line_of(text, line_key)}:"), msg
+
+
+def test_uint16_with_a_larger_vocabulary_fails_at_load(tmp_path):
+    import json
+
+    tok = tmp_path / "tok.json"
+    tok.write_text(json.dumps({"model": {"vocab": {f"t{i}": i for i in range(70_000)}}}))
+    text = BASE + f"tokenizer: {{path: {tok}, dtype: uint16}}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(
+        MixerError,
+        match=r"r.yaml:\d+: tokenizer.dtype: uint16 holds ids below 65,536 but .* has 70,000 ids",
+    ):
+        load_recipe(path)
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"model": {"vocab": {"a": 0}}, "added_tokens": [{"id": 5}]}))
+    load_recipe(write(tmp_path, BASE + f"tokenizer: {{path: {small}, dtype: uint16}}\n"))
+
+
+def test_yaml_alias_bomb_fails_fast_with_key_and_line(tmp_path):
+    import resource
+    import time
+
+    lol = "\n".join(
+        f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    text = (
+        BASE + 'bomb_a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + lol + "\n"
+    )
+    text = text.replace(
+        "taggers:\n  quality: {model: q.bin}\n", "taggers:\n  quality: {model: q.bin}\n", 1
+    )
+    path = write(tmp_path, text)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(MixerError) as e:
+        load_recipe(path)
+    assert time.perf_counter() - t0 < 0.5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+    msg = str(e.value)
+    assert "alias bomb" in msg and msg.startswith(f"{path}:"), msg
+    line = int(msg.split(":")[1])
+    assert text.splitlines()[line - 1].startswith(("f:", "g:", "h:", "i:")), msg
+
+
+def test_yaml_nesting_depth_is_capped(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: x\nbudget: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(MixerError, match=r"deep.yaml:2: budget.*nested deeper than 64"):
+        load_recipe(path)
