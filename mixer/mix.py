@@ -217,9 +217,9 @@ def _read_part_table(
 
 
 def _connect():
-    import duckdb
+    from mixer.sql_views import safe_connect
 
-    return duckdb.connect(config={"enable_external_access": False, "threads": 1})
+    return safe_connect(threads=1)  # recipe filters run here: no file, no network
 
 
 def _scan_part(recipe: Recipe, source: str, layout: _SourceLayout, part: Path, keep: bool) -> dict:

@@ -7,9 +7,9 @@ import html
 import math
 from pathlib import Path
 
-from mixer.inspect import connect
 from mixer.io import read_json, write_bytes_atomic, write_json_atomic
 from mixer.schema import mix_dir, report_dir, state_dir, tokens_dir
+from mixer.sql_views import connect
 
 # ------------------------------------------------------------------------ data
 

@@ -17,6 +17,7 @@ import duckdb
 from mixer import fasttext_model
 from mixer.errors import MixerError
 from mixer.schema import attributes_dir, documents_dir, list_taggers
+from mixer.sql_views import safe_connect
 
 FETCH_ROWS = 4096
 MAX_TEST_DOCS = 100_000
@@ -30,8 +31,14 @@ def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
     docs_glob = documents_dir(workdir) / "*" / "part-*.parquet"
     if not any(documents_dir(workdir).glob("*/part-*.parquet")):
         raise MixerError(f"no documents under {documents_dir(workdir)}: run `mixer ingest` first")
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW documents AS SELECT * FROM read_parquet({_sql_str(docs_glob)})")
+    # recipe SQL runs here: files outside documents/ and attributes/ are out of reach
+    con = safe_connect([documents_dir(workdir), attributes_dir(workdir)])
+    # joined on the folder (a source string may have a derived folder name: schema.source_dir_name)
+    con.execute(
+        "CREATE VIEW documents AS SELECT * EXCLUDE (filename), "
+        f"regexp_extract(filename, '([^/]+)/part-[0-9]+[.]parquet$', 1) AS source_dir "
+        f"FROM read_parquet({_sql_str(docs_glob)}, filename = true)"
+    )
     joins = []
     for i, tagger in enumerate(list_taggers(workdir)):
         if not any(attributes_dir(workdir, tagger).glob("*/part-*.parquet")):
@@ -39,10 +46,10 @@ def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
         pattern = attributes_dir(workdir, tagger) / "*" / "part-*.parquet"
         con.execute(
             f"CREATE VIEW attr_{i} AS SELECT * EXCLUDE (filename), "
-            f"regexp_extract(filename, '([^/]+)/part-[0-9]+[.]parquet$', 1) AS source "
+            f"regexp_extract(filename, '([^/]+)/part-[0-9]+[.]parquet$', 1) AS source_dir "
             f"FROM read_parquet({_sql_str(pattern)}, filename = true)"
         )
-        joins.append(f"LEFT JOIN attr_{i} USING (source, id)")
+        joins.append(f"LEFT JOIN attr_{i} USING (source_dir, id)")
     con.execute("CREATE VIEW docs AS SELECT * FROM documents " + " ".join(joins))
     return con
 

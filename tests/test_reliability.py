@@ -236,6 +236,12 @@ def test_tag_and_dedup_find_sources_with_odd_names(tmp_path: Path):
     from mixer.schema import attributes_dir
 
     assert pq.read_table(attributes_dir(wd, "gopher", "s2/pes2o")).num_rows == 6
+    from mixer.sql_views import connect
+    from mixer.train_fasttext import _connect
+
+    q = "SELECT source, count(gopher__keep) FROM docs GROUP BY 1"
+    assert connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
+    assert _connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
 
 
 # ---------------------------------------------------------------- streams
@@ -383,3 +389,83 @@ def test_field_map_source_column(tmp_path: Path):
         progress=False,
     )
     assert list(s["sources"]) == ["s2/pes2o"]
+
+
+# ---------------------------------------------------------------- what SQL may touch
+
+
+@pytest.fixture
+def small_workdir(tmp_path: Path) -> Path:
+    raw = _shard(tmp_path / "raw" / "web" / "x.jsonl", [_doc(i) for i in range(4)])
+    wd = tmp_path / "wd"
+    ingest([str(raw)], wd, progress=False, workers=1)
+    (tmp_path / "secret.txt").write_text("TOP-SECRET-CONTENT\n")
+    return wd
+
+
+def _sql(wd: Path, query: str, *extra: str):
+    return CliRunner().invoke(main, ["sql", str(wd), query, *extra])
+
+
+def test_mixer_sql_stays_inside_the_workdir(small_workdir: Path, tmp_path: Path):
+    wd = small_workdir
+    ok = _sql(wd, "SELECT count(*) AS n FROM documents")
+    assert ok.exit_code == 0 and ok.output.splitlines() == ["n", "4"]
+    secret = tmp_path / "secret.txt"
+    refused = [
+        f"SELECT * FROM read_text('{secret}')",
+        f"SELECT * FROM read_csv('{wd}/../secret.txt')",
+        f"COPY (SELECT 1) TO '{tmp_path}/out.csv'",
+        f"ATTACH '{tmp_path}/x.duckdb'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+    ]
+    for q in refused:
+        r = _sql(wd, q)
+        assert r.exit_code == 2, (q, r.output)
+        assert "TOP-SECRET" not in r.output and "Traceback" not in r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "x.duckdb").exists()
+    # writing inside the workdir is a local inspection task and allowed
+    inside = _sql(wd, f"COPY (SELECT id FROM documents) TO '{wd}/ids.csv'")
+    assert inside.exit_code == 0 and (wd / "ids.csv").exists()
+    # the flag lifts the restriction
+    r = _sql(wd, f"SELECT * FROM read_text('{secret}')", "--allow-external")
+    assert r.exit_code == 0 and "TOP-SECRET" in r.output
+
+
+def test_empty_sql_query_is_one_line_error(small_workdir: Path):
+    for q in ("", "   ", ";"):
+        r = _sql(small_workdir, q)
+        assert r.exit_code == 2 and "empty SQL query" in r.output and "Traceback" not in r.output
+
+
+def test_explain_recipe_filters_cannot_read_files(small_workdir: Path, tmp_path: Path):
+    from mixer.sql_views import explain_document
+
+    secret = tmp_path / "secret.txt"
+    expr = f"(SELECT count(*) FROM read_text('{secret}')) > 0"
+    (rec,) = explain_document(small_workdir, "d1", {"web": [expr, "length(text) > 3"]})
+    assert rec["filters"]["length(text) > 3"] is True
+    verdict = rec["filters"][expr]
+    assert isinstance(verdict, str) and verdict.startswith("error: Permission Error")
+    assert "TOP-SECRET" not in verdict
+
+
+def test_train_fasttext_selections_cannot_read_files(small_workdir: Path, tmp_path: Path):
+    from mixer.train_fasttext import _connect
+
+    con = _connect(small_workdir)
+    assert con.execute("SELECT count(*) FROM docs").fetchone() == (4,)
+    with pytest.raises(Exception, match="Permission Error"):
+        con.execute(f"SELECT * FROM read_text('{tmp_path}/secret.txt')").fetchall()
+
+
+def test_mix_filters_connection_has_no_file_access(tmp_path: Path):
+    from mixer.mix import _connect
+
+    (tmp_path / "f.csv").write_text("a\n1\n")
+    con = _connect()
+    with pytest.raises(Exception, match="Permission Error"):
+        con.execute(f"SELECT * FROM read_csv('{tmp_path}/f.csv')").fetchall()

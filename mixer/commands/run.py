@@ -82,12 +82,21 @@ def report_cmd(workdir, recipe):
 @click.argument("query")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows to print (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
-def sql_cmd(workdir, query, limit, as_json):
+@click.option(
+    "--allow-external",
+    is_flag=True,
+    help="Let the query read and write files outside the workdir, ATTACH, INSTALL and LOAD.",
+)
+def sql_cmd(workdir, query, limit, as_json, allow_external):
     """Run DuckDB SQL over a workdir. Views: documents, docs (documents joined with every
-    attribute column), one view per tagger (e.g. gopher, dedup), mix_<name>, quarantine."""
-    from mixer.inspect import run_sql
+    attribute column), one view per tagger (e.g. gopher, dedup), mix_<name>, quarantine.
 
-    names, rows = run_sql(workdir, query, limit or None)
+    A local inspection tool: the query may read and write files only inside WORKDIR (COPY to
+    another folder, ATTACH, INSTALL, LOAD and reading other files are refused) unless
+    --allow-external is given."""
+    from mixer.sql_views import run_sql
+
+    names, rows = run_sql(workdir, query, limit or None, allow_external=allow_external)
     if as_json:
         for r in rows:
             click.echo(
@@ -116,7 +125,7 @@ def _cell(v) -> str:
 def explain_cmd(workdir, doc_id, recipe):
     """Print every attribute of one document and each filter's verdict on it."""
     from mixer.errors import MixerError
-    from mixer.inspect import explain_document
+    from mixer.sql_views import explain_document
 
     filters = None
     if recipe:

@@ -1,10 +1,18 @@
-"""DuckDB views over a workdir, for `mixer sql`, `mixer explain` and the report.
+"""DuckDB views over a workdir, for `mixer sql`, `mixer explain` and the report, and the one
+way mixer opens DuckDB where SQL comes from a user: `safe_connect`.
+
+`safe_connect(allowed)` returns a connection that can touch files only under the folders in
+`allowed` (the workdir, or just its documents/ and attributes/): every other file, the
+network, ATTACH, INSTALL and LOAD fail with DuckDB's "Permission Error", and the setting can't
+be turned back on from SQL. Recipe filters (mix), `mixer explain --recipe`, recipe
+`train_fasttext` selections and `mixer sql` all run on such a connection; only
+`mixer sql --allow-external` opens an unrestricted one.
 
 Views:
 - documents: every ingested document, plus `part` and `row` (its position in its part)
-- <tagger> (e.g. gopher, dedup): that tagger's attribute parts, with source, part, row
+- <tagger> (e.g. gopher, dedup): that tagger's attribute parts, with source_dir, part, row
 - docs: documents joined with every tagger's columns (attribute parts share the row order of
-  their documents parts, so the join is positional: source, part, row)
+  their documents parts, so the join is positional: source_dir, part, row)
 - mix_<name>: the selected documents of each mix; quarantine: the rejected lines
 """
 
@@ -19,22 +27,54 @@ from mixer.errors import MixerError
 from mixer.schema import attributes_dir, documents_dir, list_taggers, quarantine_dir
 
 _PART = r"regexp_extract(filename, 'part-([0-9]+)', 1)::INTEGER"
-_SOURCE = r"regexp_extract(filename, '/([^/]+)/part-[0-9]+\.parquet$', 1)"
+# The folder of a part (documents/<dir>/ or attributes/<tagger>/<dir>/): the join key between
+# documents and attributes. A source string that is not a plain name has a derived folder
+# name (schema.source_dir_name), so the join never compares the string with a folder name.
+_DIR = r"regexp_extract(filename, '/([^/]+)/part-[0-9]+\.parquet$', 1)"
 
 
 def _q(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def connect(workdir: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views over the workdir's tables."""
+def safe_connect(
+    allowed: list[str | Path] | tuple = (),
+    threads: int | None = None,
+    external: bool = False,
+    lock: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with external access disabled: it reads and writes files
+    only under the folders in `allowed` (none: no file at all), never the network, and can't
+    ATTACH, INSTALL or LOAD. `lock` also freezes every other setting. `external=True` (only
+    `mixer sql --allow-external`) opens an unrestricted connection."""
+    con = duckdb.connect(config={"threads": threads} if threads else {})
+    if external:
+        return con
+    dirs = set()
+    for d in allowed:
+        for p in (Path(d).absolute(), Path(d).resolve()):
+            dirs.add(str(p).rstrip("/") + "/")
+    if dirs:
+        con.execute("SET allowed_directories = $1", [sorted(dirs)])
+    con.execute("SET enable_external_access = false")
+    if lock:
+        con.execute("SET lock_configuration = true")
+    return con
+
+
+def connect(
+    workdir: str | Path, external: bool = False, lock: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with views over the workdir's tables, that can read
+    and write files only inside the workdir (see `safe_connect`)."""
     wd = Path(workdir)
     if not documents_dir(wd).is_dir():
         raise MixerError(f"{wd}: no documents/ here (is it a workdir?)")
-    con = duckdb.connect()
+    con = safe_connect([wd], external=external, lock=lock)
     con.execute(
         f"""CREATE VIEW documents AS
-        SELECT * EXCLUDE (filename, file_row_number), {_PART} AS part, file_row_number AS "row"
+        SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
+               file_row_number AS "row"
         FROM read_parquet({_q(documents_dir(wd) / "*" / "part-*.parquet")}, filename=true, file_row_number=true)"""
     )
     joins, columns = [], []
@@ -45,7 +85,7 @@ def connect(workdir: str | Path) -> duckdb.DuckDBPyConnection:
         name = _ident(tagger)
         con.execute(
             f"""CREATE VIEW {name} AS
-            SELECT * EXCLUDE (filename, file_row_number), {_SOURCE} AS source, {_PART} AS part,
+            SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
                    file_row_number AS "row"
             FROM read_parquet({_q(pattern)}, filename=true, file_row_number=true, union_by_name=true)"""
         )
@@ -55,7 +95,7 @@ def connect(workdir: str | Path) -> duckdb.DuckDBPyConnection:
             if "__" in c
         ]
         columns += [f"{name}.{_ident(c)}" for c in cols]
-        joins.append(f'LEFT JOIN {name} USING (source, part, "row")')
+        joins.append(f'LEFT JOIN {name} USING (source_dir, part, "row")')
     select = ", ".join(["documents.*", *columns])
     con.execute(f"CREATE VIEW docs AS SELECT {select} FROM documents {' '.join(joins)}")
     mixes = wd / "mixes"
@@ -82,11 +122,24 @@ def _ident(name: str) -> str:
     )
 
 
-def run_sql(workdir: str | Path, sql: str, limit: int | None = None):
-    """Run a query over the workdir's views; returns (column names, rows)."""
-    con = connect(workdir)
+def run_sql(workdir: str | Path, sql: str, limit: int | None = None, allow_external: bool = False):
+    """Run a query over the workdir's views; returns (column names, rows).
+
+    A local inspection tool: the query reads and writes only inside the workdir (a COPY to
+    another folder, ATTACH, INSTALL, LOAD, or reading another file fail) unless
+    `allow_external`."""
+    if not sql or not sql.strip() or not sql.strip().strip(";").strip():
+        raise MixerError(
+            'empty SQL query (e.g. mixer sql WORKDIR "SELECT count(*) FROM documents")'
+        )
+    con = connect(workdir, external=allow_external, lock=False)
     try:
         cur = con.execute(sql)
+    except duckdb.PermissionException as e:
+        raise MixerError(
+            f"SQL refused: {str(e).splitlines()[0]} (`mixer sql` reads and writes only inside "
+            "the workdir; --allow-external lifts this)"
+        ) from None
     except duckdb.Error as e:
         raise MixerError(f"SQL error: {str(e).splitlines()[0]}") from None
     names = [d[0] for d in cur.description] if cur.description else []
