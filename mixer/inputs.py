@@ -29,6 +29,14 @@ from mixer.io import SHARD_SUFFIXES, glob_urls, is_shard, is_url
 _MAGIC = re.compile(r"[*?\[]")
 
 
+class InputError(MixerError):
+    """An input that can't be read or yields nothing: `input 'ITEM': REASON`."""
+
+    def __init__(self, item: str, reason: str):
+        super().__init__(f"input {item!r}: {reason}")
+        self.item, self.reason = item, reason
+
+
 def has_magic(item: str) -> bool:
     return bool(_MAGIC.search(item))
 
@@ -52,7 +60,7 @@ def resolve_each(items: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise MixerError(f"input {item!r}: empty input path")
+            raise InputError(item, "empty input path")
         key = item_key(item)
         if key not in out:
             out[key] = _resolve_one(item)
@@ -73,13 +81,13 @@ def _resolve_one(item: str) -> list[str]:
     if is_url(item):
         found = [u for u in glob_urls(item) if is_shard(u)]
         if not found:
-            raise MixerError(f"input {item!r}: no {_kinds()} shards there")
+            raise InputError(item, f"no {_kinds()} shards there")
         return sorted(set(found))
     if has_magic(item):
         base, rest = _split_magic(item)
         root = base or "."
         if not os.path.isdir(root):
-            raise MixerError(f"input {item!r}: no files match ({root} is not a folder)")
+            raise InputError(item, f"no files match ({root} is not a folder)")
         regex = _glob_regex(rest)
         found: set[str] = set()
         matched = False
@@ -93,20 +101,20 @@ def _resolve_one(item: str) -> list[str]:
                         found.add(_check_file(path, item))
                     break
         if not matched:
-            raise MixerError(f"input {item!r}: no files match")
+            raise InputError(item, "no files match")
         if not found:
-            raise MixerError(f"input {item!r}: matches no {_kinds()} shards")
+            raise InputError(item, f"matches no {_kinds()} shards")
         return sorted(found)
     if os.path.isdir(item):
         found = {_check_file(p, item) for rel, p in _walk(item, item, hidden=False) if is_shard(p)}
         if not found:
-            raise MixerError(f"input {item!r}: folder holds no {_kinds()} shards")
+            raise InputError(item, f"folder holds no {_kinds()} shards")
         return sorted(found)
     if os.path.isfile(item):
         return [_check_file(item, item)]
     if os.path.lexists(item):
-        raise MixerError(f"input {item!r}: not a file or folder (a broken link?)")
-    raise MixerError(f"input {item!r}: no such file or folder")
+        raise InputError(item, "not a file or folder (a broken link?)")
+    raise InputError(item, "no such file or folder")
 
 
 def _kinds() -> str:
@@ -174,7 +182,7 @@ def _walk(root: str, item: str, hidden: bool):
         try:
             st = os.stat(folder)
         except OSError as e:
-            raise MixerError(f"input {item!r}: can't read folder {folder}: {e.strerror}") from None
+            raise InputError(item, f"can't read folder {folder}: {e.strerror}") from None
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -182,7 +190,7 @@ def _walk(root: str, item: str, hidden: bool):
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            raise MixerError(f"input {item!r}: can't read folder {folder}: {e.strerror}") from None
+            raise InputError(item, f"can't read folder {folder}: {e.strerror}") from None
         subdirs = []
         for e in entries:
             if not hidden and e.name.startswith("."):
@@ -192,7 +200,7 @@ def _walk(root: str, item: str, hidden: bool):
                 is_dir = e.is_dir()  # follows symlinks
                 is_file = not is_dir and e.is_file()
             except OSError as err:
-                raise MixerError(f"input {item!r}: can't read {e.path}: {err.strerror}") from None
+                raise InputError(item, f"can't read {e.path}: {err.strerror}") from None
             if is_dir:
                 subdirs.append((e.path, r))
             elif is_file:
@@ -206,10 +214,10 @@ def _check_file(path: str, item: str) -> str:
     try:
         st = os.stat(real)
         if not stat.S_ISREG(st.st_mode):
-            raise MixerError(f"input {item!r}: {path} is not a regular file")
+            raise InputError(item, f"{path} is not a regular file")
         _probe_readable(real)
     except OSError as e:
-        raise MixerError(f"input {item!r}: can't read {path}: {e.strerror}") from None
+        raise InputError(item, f"can't read {path}: {e.strerror}") from None
     return real
 
 

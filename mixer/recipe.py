@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from mixer.errors import MixerError
-from mixer.io import glob_urls, is_url
 from mixer.recipe_schema import *  # noqa: F403  (the model and its constants, re-exported)
 from mixer.recipe_schema import (  # noqa: F401
     DTYPES,
@@ -179,35 +178,21 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
 # ------------------------------------------------------------------------------ entry points
 
 
-def _shards_in(folder: Path) -> bool:
-    from mixer.io import is_shard
-
-    return any(p.is_file() and is_shard(p) for p in folder.rglob("*"))
-
-
 def missing_inputs(recipe: Recipe) -> list[str]:
-    """One message per input of a source that matches nothing, naming the key and line."""
+    """One message per input of a source that yields no shard (or can't be read), naming the
+    key and line. Inputs are expanded by the one resolver the ingest stage uses."""
+    from mixer.inputs import InputError, resolve_each
+
     out = []
     for sname, src in recipe.sources.items():
         for i, item in enumerate(src.inputs):
             where = recipe.where("sources", sname, "inputs", i)
-            p = Path(item)
-            if is_url(item):  # object storage: listed through fsspec
-                try:
-                    found = glob_urls(item)
-                except (OSError, ValueError) as e:
-                    out.append(f"{where}: cannot list {item!r} ({e})")
-                    continue
-                if not found:
-                    out.append(f"{where}: no objects at {item!r}")
-            elif any(ch in item for ch in "*?["):
-                if not glob.glob(item, recursive=True):
-                    out.append(f"{where}: no files match {item!r}")
-            elif p.is_dir():
-                if not _shards_in(p):
-                    out.append(f"{where}: folder {item!r} holds no .jsonl/.json(.gz/.zst) shards")
-            elif not p.is_file():
-                out.append(f"{where}: no such file or folder {item!r}")
+            try:
+                resolve_each([item])
+            except InputError as e:
+                out.append(f"{where}: {e.reason} ({item!r})")
+            except (OSError, ValueError) as e:  # object storage that can't be listed
+                out.append(f"{where}: cannot list {item!r} ({e})")
     eval_sets = (recipe.decon or {}).get("eval_sets") or []
     for i, item in enumerate([eval_sets] if isinstance(eval_sets, str) else eval_sets):
         if not glob.glob(item, recursive=True):
