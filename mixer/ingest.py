@@ -443,6 +443,7 @@ def _pair_key(source: str | None, shard: str) -> str:
 
 
 PRUNE_MODES = ("inputs", "sources")
+INGEST_VERSION = 2  # bump when the output of a task changes for the same input
 
 
 class IngestStage(Stage):
@@ -465,20 +466,10 @@ class IngestStage(Stage):
                 raise MixerError(f"source name {s.name!r}: must be a non-empty string")
             if not s.inputs:
                 raise MixerError(f"source {s.name!r}: no inputs")
-        super().__init__(
-            workdir,
-            {
-                "sources": [
-                    {
-                        "name": s.name,
-                        "inputs": sorted({item_key(i) for i in s.inputs}),
-                        "fields": dataclasses.asdict(s.fields),
-                    }
-                    for s in sources
-                ],
-                "prune": prune,
-            },
-        )
+        # The stage's config holds only what every task's output depends on; each task's
+        # source, shard and fields are in its own fingerprint, so adding an input (or spelling
+        # one differently) reruns only the tasks it changes.
+        super().__init__(workdir, {"version": INGEST_VERSION})
         self.sources = sources
         self.prune = prune
         self._plan_cache = None
@@ -513,9 +504,10 @@ class IngestStage(Stage):
 
     def input_fingerprint(self):
         out = []
-        for (source, shard), _ in self._plan().items():
+        for (source, shard), entry in self._plan().items():
             fp = file_fingerprint(shard, with_hash=False)
-            out.append([source, shard, fp["size"], fp["mtime_ns"]])
+            fields = dataclasses.astuple(entry["fields"])
+            out.append([source, shard, fp["size"], fp["mtime_ns"], fields])
         return out
 
     def outputs(self) -> list[Path]:

@@ -469,3 +469,12 @@ def test_mix_filters_connection_has_no_file_access(tmp_path: Path):
     con = _connect()
     with pytest.raises(Exception, match="Permission Error"):
         con.execute(f"SELECT * FROM read_csv('{tmp_path}/f.csv')").fetchall()
+
+
+def test_adding_an_input_reruns_only_its_shards(tmp_path: Path):
+    x = _shard(tmp_path / "raw" / "x.jsonl", [_doc(i) for i in range(3)])
+    y = _shard(tmp_path / "raw2" / "y.jsonl.gz", [_doc(i) for i in range(3, 6)])
+    wd = tmp_path / "wd"
+    ingest([str(x)], wd, source="web", progress=False, workers=1)
+    s = ingest([str(x), str(y)], wd, source="web", progress=False, workers=1)
+    assert s["shards_ingested"] == 1 and s["shards_skipped"] == 1 and s["ingested"] == 6
