@@ -15,6 +15,11 @@ def print_ingest_summary(summary: dict) -> None:
     )
     for reason, n in summary["quarantine_reasons"].items():
         click.echo(f"  quarantined {reason}: {n:,}")
+    for err in summary.get("stream_errors", []):
+        click.echo(
+            f"  damaged stream {err['file']}: decoding failed at byte {err['offset']:,} "
+            f"(line {err['line']:,}); every line before it was kept"
+        )
     for src, c in summary["sources"].items():
         dup = f", {c['duplicate_ids']:,} duplicate ids" if c.get("duplicate_ids") else ""
         click.echo(
@@ -34,7 +39,8 @@ def print_ingest_summary(summary: dict) -> None:
 @click.option(
     "--source",
     default=None,
-    help="Source name for every record (default: each record's `source`, else the folder name).",
+    help="Source for every record, any string (default: each record's `source`, else the "
+    "folder name). Stored as written; its folder under documents/ is derived safely.",
 )
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option(
