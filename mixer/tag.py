@@ -222,7 +222,7 @@ def tag_workdir(
 ) -> dict:
     """Run `taggers` over the documents of `sources` (all by default) through the stage runner.
     Returns {taggers, parts_tagged, parts_skipped, rows}."""
-    from mixer.executor import LocalExecutor, current_executor
+    from mixer.executor import LocalExecutor, _current, current_executor
     from mixer.stage import RunContext, run_stage, workdir_lock
 
     workdir = Path(workdir)
@@ -230,25 +230,27 @@ def tag_workdir(
     unknown = sorted(set(settings) - set(taggers))
     if unknown:
         raise MixerError(f"--set given for tagger {unknown[0]!r}, which is not in --taggers")
-    all_sources = list_sources(workdir)
-    if not all_sources:
-        raise MixerError(f"no documents under {documents_dir(workdir)}: run `mixer ingest` first")
-    stage = TagStage(
-        workdir,
-        {s: list(taggers) for s in (sources or all_sources)},
-        settings,
-        name="tag." + "+".join(taggers),
-        group="tag",
-    )
-    ctx = RunContext(
-        workdir, executor or current_executor(workers), progress=progress, echo=lambda m: None
-    )
+    ex = executor or current_executor(workers)
+    owned = executor is None and isinstance(ex, LocalExecutor) and ex is not _current[0]
+    ctx = RunContext(workdir, ex, progress=progress, echo=lambda m: None)
     try:
         with workdir_lock(workdir):
+            all_sources = list_sources(workdir)
+            if not all_sources:
+                raise MixerError(
+                    f"no documents under {documents_dir(workdir)}: run `mixer ingest` first"
+                )
+            stage = TagStage(
+                workdir,
+                {s: list(taggers) for s in (sources or all_sources)},
+                settings,
+                name="tag." + "+".join(taggers),
+                group="tag",
+            )
             result = run_stage(stage, ctx)
     finally:
-        if executor is None and isinstance(ctx.executor, LocalExecutor):
-            ctx.executor.close()
+        if owned:  # a pool made here for this call
+            ex.close()
     st = ctx.stats[stage.name]
     return {
         "taggers": list(taggers),

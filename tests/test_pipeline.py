@@ -167,3 +167,20 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
     assert killed >= 3, "the runs finished before they could be killed"
     subprocess.run(cmd, env=env, check=True)
     assert _outputs(wd) == _outputs(clean_wd)
+
+
+def test_force_and_until_select_stages_exactly(finished):
+    recipe, wd, _ = finished
+
+    def ran(out: str) -> set[str]:
+        return {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
+
+    out = _run(["run", str(recipe), "--force", "train-fasttext", "--until", "tag-classifiers"])
+    assert "train-fasttext.quality" in ran(out), out
+    assert not ran(out) & {"tag", "tokenizer", "dedup", "mix.stats"}, out
+    out = _run(["run", str(recipe), "--force", "tag", "--until", "tag"])
+    assert ran(out) == {"tag"}, out  # not tag-classifiers: no prefix matching
+    out = _run(["run", str(recipe), "--force", "ingest.math", "--until", "ingest"])
+    assert ran(out) == {"ingest.math"}, out
+    bad = CliRunner().invoke(main, ["run", str(recipe), "--force", "ta"])
+    assert bad.exit_code == 2 and "no such stage" in bad.output
