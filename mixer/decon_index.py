@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from mixer.errors import MixerError
 from mixer.hashing import mix64
 from mixer.io import StreamError, atomic_path, file_sha256, is_shard, iter_lines
+from mixer.stage import Stage, Task, tree_fingerprint
 
 MAGIC = b"MIXDCN01"
 FORMAT_VERSION = 1
@@ -448,3 +449,38 @@ class DeconIndex:
 
 def load_index(path: str | Path) -> DeconIndex:
     return DeconIndex(path)
+
+
+# ------------------------------------------------------------------ the stage
+
+
+class DeconIndexStage(Stage):
+    """The n-gram index of the evaluation sets, for the `decon` tagger (one task)."""
+
+    name = group = "decon-index"
+
+    def __init__(self, workdir, eval_sets: list[str], out: Path, settings: dict):
+        super().__init__(workdir, {"eval_sets": list(eval_sets), **settings})
+        self.out = Path(out)
+
+    def _files(self) -> list[str]:
+        from mixer.ingest import resolve_inputs
+
+        return resolve_inputs(self.config["eval_sets"])
+
+    def input_fingerprint(self):
+        return tree_fingerprint(*self._files())
+
+    def outputs(self):
+        return [self.out]
+
+    def tasks(self):
+        return [Task("build", args=self._files(), fingerprint=self.input_fingerprint())]
+
+    def run_task(self, task):
+        settings = {k: v for k, v in self.config.items() if k != "eval_sets"}
+        m = build_index(task.args, str(self.out), **settings)
+        return {k: m[k] for k in ("ngrams", "records") if k in m}
+
+    def finish(self, results):
+        return results[0]

@@ -7,10 +7,12 @@ order, so outputs do not depend on which executor ran them. A per-process `initi
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 from mixer.errors import MixerError
 
@@ -49,12 +51,19 @@ class Executor:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release workers (a no-op where there is nothing to release)."""
+
 
 class LocalExecutor(Executor):
-    """A pool of spawned processes on this machine (or the calling process when workers=1)."""
+    """A pool of spawned processes on this machine (or the calling process when workers=1).
+
+    The pool starts on first use and is kept for the executor's life, so the stages of one run
+    share warm workers (and the models they cached); `close()` (or exit) stops it."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
 
     def _map(self, fn, arglists):
         n = max(1, min(self.workers, len(arglists)))
@@ -62,10 +71,26 @@ class LocalExecutor(Executor):
             for args in arglists:
                 yield fn(*args)
             return
-        with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
-            futures = [ex.submit(fn, *args) for args in arglists]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            atexit.register(self.close)
+        futures = [self._pool.submit(fn, *args) for args in arglists]
+        try:
             for f in futures:
                 yield f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            self.close()  # a failed task may have left a broken pool
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __getstate__(self):
+        return {"workers": self.workers, "_pool": None}
 
     def describe(self) -> str:
         return f"{self.workers} local worker(s)"
@@ -79,30 +104,39 @@ class RayExecutor(Executor):
         self.workers = workers
 
     def _init(self):
-        try:
-            import ray
-        except ImportError:
-            raise MixerError("--executor ray needs Ray: pip install 'mixer[ray]'") from None
-        if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=self.workers or os.cpu_count(),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-        return ray
+        return _ray_init(self.address, self.workers)
+
+    def map(self, fn, arglists, weights=None, desc="", progress=False):
+        self._name = desc or getattr(fn, "__name__", "task")
+        return super().map(fn, arglists, weights, desc, progress)
 
     def _map(self, fn, arglists):
         ray = self._init()
-        remote = ray.remote(fn).options(scheduling_strategy="SPREAD")
+        # SPREAD puts tasks on every node; the name (the stage's) shows in Ray's state API.
+        remote = ray.remote(fn).options(
+            scheduling_strategy="SPREAD", name=getattr(self, "_name", None) or fn.__name__
+        )
         refs = [remote.remote(*args) for args in arglists]
         for ref in refs:
             yield ray.get(ref)
 
     def describe(self) -> str:
         return f"Ray ({self.address or 'local instance'})"
+
+
+def _ray_init(address: str | None, workers: int | None):
+    try:
+        import ray
+    except ImportError:
+        raise MixerError("--executor ray needs Ray: pip install 'mixer[ray]'") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:  # a local instance, started for this command
+            ray.init(
+                num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False
+            )
+    return ray
 
 
 def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None):
@@ -113,19 +147,50 @@ def make_executor(kind: str = "local", workers: int | None = None, address: str 
     raise MixerError(f"unknown executor {kind!r} (local or ray)")
 
 
+# ------------------------------------------------------------------ the module-level bridge
+# Older stage functions call `run_tasks` directly. They use the executor object set by `use`
+# (the runner sets it from its RunContext around those calls) or by `configure`. New code
+# takes the executor from RunContext and never reads these.
+
 _settings = {"kind": "local", "address": None}
+_current: list = [None]  # the Executor object `use` set, if any
 _last_init: list = [None]  # the initializer call this process last ran
 
 
 def configure(kind: str = "local", address: str | None = None) -> None:
-    """Choose the executor for the stages that follow (called by the CLI)."""
+    """Choose the executor for the stages that follow (kept for callers of `run_tasks`)."""
     if kind not in ("local", "ray"):
         raise MixerError(f"unknown executor {kind!r} (local or ray)")
     _settings.update(kind=kind, address=address)
+    _current[0] = None
+
+
+@contextmanager
+def use(executor: Executor):
+    """Make `executor` the one `run_tasks` uses inside this block."""
+    before = _current[0], dict(_settings)
+    _current[0] = executor
+    _settings.update(
+        kind="ray" if isinstance(executor, RayExecutor) else "local",
+        address=getattr(executor, "address", None),
+    )
+    try:
+        yield executor
+    finally:
+        _current[0] = before[0]
+        _settings.clear()
+        _settings.update(before[1])
 
 
 def current_kind() -> str:
     return _settings["kind"]
+
+
+def current_executor(workers: int | None = None) -> Executor:
+    """The executor `run_tasks` would use now."""
+    if _current[0] is not None:
+        return _current[0]
+    return make_executor(_settings["kind"], workers, _settings["address"])
 
 
 def _call(fn, args, initializer, initargs):
@@ -149,7 +214,9 @@ def run_tasks(
     if not tasks:
         return
     if _settings["kind"] == "ray":
-        yield from _run_ray(fn, tasks, workers, initializer, initargs)
+        ex = current_executor(workers)
+        ex._name = getattr(fn, "__module__", "mixer").rsplit(".", 1)[-1]
+        yield from ex._map(_call, [(fn, t, initializer, initargs) for t in tasks])
         return
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     if workers == 1:
@@ -160,22 +227,3 @@ def run_tasks(
         futures = [ex.submit(_call, fn, t, initializer, initargs) for t in tasks]
         for f in futures:
             yield f.result()
-
-
-def _run_ray(fn, tasks, workers, initializer, initargs):
-    try:
-        import ray
-    except ImportError:
-        raise MixerError("--executor ray needs Ray: pip install 'mixer[ray]'") from None
-    if not ray.is_initialized():
-        address = _settings["address"]
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:  # a local instance, started for this command
-            ray.init(
-                num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False
-            )
-    remote = ray.remote(_call)
-    refs = [remote.remote(fn, t, initializer, initargs) for t in tasks]
-    for ref in refs:
-        yield ray.get(ref)

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from mixer.errors import MixerError
 from mixer.hashing import mix64
 from mixer.io import (
+    atomic_path,
     config_hash,
-    file_fingerprint,
     read_json,
     write_json_atomic,
     write_parquet_atomic,
@@ -45,11 +45,20 @@ from mixer.recipe import (
     format_tokens,
     missing_inputs,
 )
-from mixer.schema import attributes_dir, documents_dir, list_parts, mix_dir, part_index, part_name
+from mixer.schema import (
+    attributes_dir,
+    documents_dir,
+    list_parts,
+    mix_dir,
+    mix_manifest_path,
+    part_index,
+    part_name,
+    state_dir,
+)
+from mixer.stage import Stage, Task, tree_fingerprint
 
 TOKENS_COLUMN = "tokens__count"
 TARGET_TOLERANCE = 0.005  # a target within 0.5% counts as reached
-MANIFEST = "manifest.json"
 MIX_COLUMNS = ("id", "text", "source", "repeat", "doc_part", "doc_row")
 MIX_VERSION = 2  # bump when the selection changes: reruns must not skip
 
@@ -107,8 +116,6 @@ class Plan:
     missing_inputs: list[str]
     errors: list[str]  # targets that can't be met: `mixer plan` prints them, `mixer mix` refuses
     notes: list[str]
-    # per source: the survivors of the filters (filled when planning for a mix)
-    survivors: dict[str, dict] = field(default_factory=dict, repr=False)
 
     @property
     def total_target(self) -> int | None:
@@ -425,7 +432,10 @@ def _reachability(recipe: Recipe, sname: str, sp: SourcePlan) -> list[str]:
 
 
 def plan(
-    recipe: Recipe, workdir: str | Path | None = None, progress: bool = False, _keep: bool = False
+    recipe: Recipe,
+    workdir: str | Path | None = None,
+    progress: bool = False,
+    _scanned: dict | None = None,
 ) -> Plan:
     """Plan the mix from what exists in the workdir; never writes anything.
 
@@ -451,8 +461,10 @@ def plan(
                 sp.notes.append("planned from the recipe's expected_tokens")
         else:
             layouts[sname] = layout
-    scanned = _scan_sources(recipe, workdir, layouts, _keep, progress)
-    survivors: dict[str, dict] = {}
+    if _scanned is None:
+        scanned = _scan_sources(recipe, workdir, layouts, False, progress)
+    else:  # the mix.stats stage's per-part counts
+        scanned = {s: list(_scanned.get(s, [])) for s in layouts}
     for sname, parts in scanned.items():
         sp = plans[sname]
         sp.status = "data"
@@ -470,17 +482,8 @@ def plan(
         ]
         sp.eligible_docs = sp.funnel[-1]["docs"] if sp.funnel else sp.docs
         sp.eligible_tokens = sp.funnel[-1]["tokens"] if sp.funnel else sp.tokens
-        if _keep:
-            survivors[sname] = {
-                "part": np.concatenate(
-                    [np.full(len(r["rows"]), r["index"], dtype=np.int64) for r in parts]
-                ),
-                "row": np.concatenate([r["rows"] for r in parts]).astype(np.int64),
-                "h": np.concatenate([r["h"] for r in parts]).astype(np.uint64),
-                "n": np.concatenate([r["n"] for r in parts]).astype(np.int64),
-            }
     groups, errors, notes = compute_targets(recipe, plans)
-    return Plan(recipe, workdir, plans, groups, missing_inputs(recipe), errors, notes, survivors)
+    return Plan(recipe, workdir, plans, groups, missing_inputs(recipe), errors, notes)
 
 
 def _span_columns(recipe: Recipe) -> tuple[str, ...]:
@@ -602,144 +605,331 @@ def _write_part(
     return {"rows": table.num_rows, "chars_removed": removed}
 
 
-def _fingerprint(recipe: Recipe, workdir: Path) -> str:
-    files = {}
-    extra = _span_columns(recipe)
-    for sname in recipe.sources:
-        layout = _layout(recipe, workdir, sname, extra)
-        for p in layout.parts:
-            files[str(p.relative_to(workdir))] = file_fingerprint(p, with_hash=False)
-        for found in layout.attr_parts.values():
-            for p in found.values():
-                files[str(p.relative_to(workdir))] = file_fingerprint(p, with_hash=False)
-    config = {
+def _mix_config(recipe: Recipe) -> dict:
+    """Every recipe setting the selection depends on."""
+    return {
         "version": MIX_VERSION,
+        "mix": recipe.name,
         "seed": recipe.seed,
         "budget": recipe.budget,
-        "mix": recipe.mix,
+        "settings": {k: v for k, v in recipe.mix.items() if k != "workers"},
         "sources": {s: [v.filters, v.max_repetition] for s, v in recipe.sources.items()},
         "groups": {
             g: [v.share, {s: [t.kind, t.value] for s, t in v.sources.items()}]
             for g, v in recipe.groups.items()
         },
     }
-    return config_hash({"config": config, "files": files})
 
 
-def run_mix(recipe: Recipe, workdir: str | Path | None = None, progress: bool = True) -> dict:
-    """Select the mix and write mixes/<name>/part-*.parquet + manifest.json; returns the manifest.
+def _part_inputs(layout: _SourceLayout, part: Path) -> list[Path]:
+    """The documents part and the attribute parts beside it that a scan of it reads."""
+    idx = part_index(part)
+    return [part, *(found[idx] for found in layout.attr_parts.values() if idx in found)]
 
-    A rerun with the same recipe settings and the same documents/attributes parts skips.
-    """
-    workdir = Path(workdir) if workdir is not None else recipe.workdir
-    out_dir = mix_dir(workdir, recipe.name)
-    fingerprint = _fingerprint(recipe, workdir)
-    old = read_json(out_dir / MANIFEST)
-    if (
-        old
-        and old.get("fingerprint") == fingerprint
-        and all((out_dir / p["path"]).exists() for p in old.get("parts", []))
-    ):
-        return {**old, "skipped": True}
 
-    p = plan(recipe, workdir, progress=progress, _keep=True)
-    absent = [
-        f"source {s}: {'; '.join(sp.notes)}" for s, sp in p.sources.items() if sp.status != "data"
-    ]
-    if absent:
-        raise MixerError(f"cannot mix before every source is ingested and tagged: {absent[0]}")
-    if p.errors:
-        more = f" (and {len(p.errors) - 1} more: see `mixer plan`)" if len(p.errors) > 1 else ""
-        raise MixerError(p.errors[0] + more)
+def _mix_state(workdir: Path, mix: str) -> Path:
+    return state_dir(workdir) / "mix" / mix
 
-    span_col = recipe.mix.get("remove_spans")
-    span_tagger = attribute_tagger(span_col) if span_col else None
-    max_rows = recipe.mix.get("max_rows_per_part")
-    jobs = []
-    manifest_sources = {}
-    for sname, sp in p.sources.items():
-        surv = p.survivors[sname]
-        copies = select_copies(surv["h"], surv["n"], sp.target_tokens or 0, sp.max_repetition)
-        selected_tokens = int((copies * surv["n"]).sum())
-        info = sp.to_dict()
-        info.update(
-            selected_docs=int(copies.sum()),
-            unique_docs=int((copies > 0).sum()),
-            selected_tokens=selected_tokens,
-            achieved_repetition=(selected_tokens / sp.eligible_tokens)
-            if sp.eligible_tokens
-            else None,
-            cause=_shortfall_cause(sp, selected_tokens, surv["n"]),
-        )
-        manifest_sources[sname] = info
-        span_parts = {}
-        if span_tagger:
-            span_dir = attributes_dir(workdir, span_tagger, sname)
-            span_parts = {
-                part_index(x): x
-                for x in list_parts(span_dir)
-                if span_col in pq.read_schema(x).names
-            }
-        doc_parts = {part_index(x): x for x in list_parts(documents_dir(workdir, sname))}
-        chosen = copies > 0  # survivors are in (part, row) order already
-        parts_sel, rows_sel, copies_sel = surv["part"][chosen], surv["row"][chosen], copies[chosen]
-        bounds = np.flatnonzero(np.diff(parts_sel)) + 1
-        for seg in np.split(np.arange(len(parts_sel)), bounds):
-            if not len(seg):
-                continue
-            idx = int(parts_sel[seg[0]])
-            for chunk in _chunks(seg, copies_sel, max_rows):
-                jobs.append(
-                    (sname, doc_parts[idx], rows_sel[chunk], copies_sel[chunk], span_parts.get(idx))
+
+class MixStatsStage(Stage):
+    """Per-part statistics: one task per (source, documents part) evaluates the filters and
+    counts the funnel; the survivors' rows, hashes and token counts go to state/mix/<mix>/
+    (one small .npz per part) for the selection. The driver keeps only the counts."""
+
+    name = "mix.stats"
+    group = "mix"
+
+    def __init__(self, recipe: Recipe, workdir: str | Path):
+        super().__init__(workdir, _mix_config(recipe))
+        self.recipe = recipe
+
+    def _layouts(self) -> dict[str, _SourceLayout]:
+        return {s: _layout(self.recipe, self.workdir, s) for s in self.recipe.sources}
+
+    def setup(self, ctx) -> None:
+        for s, lay in self._layouts().items():
+            if lay.missing:
+                raise MixerError(
+                    f"cannot mix before every source is ingested and tagged: source {s}: "
+                    + "; ".join(lay.missing)
                 )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # parts are about to change: a run killed from here on must not leave a manifest that
-    # vouches for them
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    part_records = []
-    bar = tqdm(total=len(jobs), desc="mix", unit="part", disable=not progress or not jobs)
-    with ThreadPoolExecutor(_workers(recipe, len(jobs))) as ex:
-        futures = [
-            ex.submit(_write_part, out_dir / part_name(i), s, dp, rows, cps, spp, span_col)
-            for i, (s, dp, rows, cps, spp) in enumerate(jobs)
+    def input_fingerprint(self):
+        return [
+            tree_fingerprint(*_part_inputs(lay, p))
+            for lay in self._layouts().values()
+            for p in lay.parts
         ]
-        for i, ((s, dp, _rows, _cps, _spp), fut) in enumerate(zip(jobs, futures, strict=True)):
-            res = fut.result()
-            part_records.append(
-                {"path": part_name(i), "source": s, "doc_part": part_index(dp), "rows": res["rows"]}
-            )
-            manifest_sources[s]["chars_removed"] = (
-                manifest_sources[s].get("chars_removed", 0) + res["chars_removed"]
-            )
-            bar.update()
-    bar.close()
-    keep = {r["path"] for r in part_records}
-    for stale in list_parts(out_dir):
-        if stale.name not in keep:
-            stale.unlink()
 
-    total_selected = sum(s["selected_tokens"] for s in manifest_sources.values())
-    for s in manifest_sources.values():
-        s["selected_share"] = s["selected_tokens"] / total_selected if total_selected else None
-    manifest = {
-        "mix": recipe.name,
-        "recipe": str(recipe.path),
-        "seed": recipe.seed,
-        "budget": recipe.budget,
-        "total_target_tokens": p.total_target,
-        "total_selected_tokens": total_selected,
-        "total_tokens": total_selected,
-        "total_selected_docs": sum(s["selected_docs"] for s in manifest_sources.values()),
-        "tokens_counted_as": "tokens__count + 1 (EOS) per document",
-        "groups": p.groups,
-        "sources": manifest_sources,
-        "parts": part_records,
-        "notes": p.notes,
-        "fingerprint": fingerprint,
-    }
-    write_json_atomic(out_dir / MANIFEST, manifest)
-    return {**manifest, "skipped": False}
+    def outputs(self):
+        return [_mix_state(self.workdir, self.recipe.name) / "stats.json"]
+
+    def tasks(self) -> list[Task]:
+        out = []
+        for s, lay in self._layouts().items():
+            for p in lay.parts:
+                out.append(
+                    Task(
+                        key=f"{s}/{p.name}",
+                        args=(s, str(p)),
+                        fingerprint=tree_fingerprint(*_part_inputs(lay, p)),
+                        weight=p.stat().st_size,
+                        outputs=(str(self._survivors_path(s, p)),),
+                    )
+                )
+        return out
+
+    def _survivors_path(self, source: str, part: Path) -> Path:
+        return (
+            _mix_state(self.workdir, self.recipe.name)
+            / "survivors"
+            / source
+            / (part_name(part_index(part), ".npz"))
+        )
+
+    def run_task(self, task: Task) -> dict:
+        source, part = task.args
+        layout = _layout(self.recipe, self.workdir, source)
+        r = _scan_part(self.recipe, source, layout, Path(part), keep=True)
+        path = self._survivors_path(source, Path(part))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, rows=r["rows"].astype(np.int64), h=r["h"], n=r["n"].astype(np.int64))
+        return {k: r[k] for k in ("index", "docs", "tokens", "funnel")}
+
+    def finish(self, results: list[dict]) -> dict:
+        by_source: dict[str, list] = {s: [] for s in self.recipe.sources}
+        for t, r in zip(self.tasks(), results, strict=True):
+            by_source[t.args[0]].append(r)
+        write_json_atomic(self.outputs()[0], by_source)
+        return {"parts": len(results)}
+
+
+class MixSelectStage(Stage):
+    """Targets on the driver (from the statistics), then one task per output part selects and
+    writes its rows; `finish` writes the manifest beside the mix folder. Output bytes depend on
+    the recipe and the data only, never on the executor or the number of workers."""
+
+    name = "mix.select"
+    group = "mix"
+
+    def __init__(self, recipe: Recipe, workdir: str | Path):
+        super().__init__(workdir, _mix_config(recipe))
+        self.recipe = recipe
+        self.out_dir = mix_dir(self.workdir, recipe.name)
+        self.manifest_path = mix_manifest_path(self.workdir, recipe.name)
+        self._summary: dict | None = None
+
+    def _stats_path(self) -> Path:
+        return _mix_state(self.workdir, self.recipe.name) / "stats.json"
+
+    def _record_path(self) -> Path:  # the parts mixer wrote into mixes/<mix>/
+        return _mix_state(self.workdir, self.recipe.name) / "written.json"
+
+    def input_fingerprint(self):
+        return tree_fingerprint(self._stats_path())
+
+    def outputs(self):
+        m = read_json(self.manifest_path)
+        parts = [self.out_dir / p["path"] for p in (m or {}).get("parts", [])]
+        return [self.manifest_path, *parts]
+
+    def tasks(self) -> list[Task]:
+        recipe, workdir = self.recipe, self.workdir
+        stats = read_json(self._stats_path())
+        p = plan(recipe, workdir, _scanned=stats)
+        absent = [
+            f"source {s}: {'; '.join(sp.notes)}"
+            for s, sp in p.sources.items()
+            if sp.status != "data"
+        ]
+        if absent:
+            raise MixerError(f"cannot mix before every source is ingested and tagged: {absent[0]}")
+        if p.errors:
+            more = f" (and {len(p.errors) - 1} more: see `mixer plan`)" if len(p.errors) > 1 else ""
+            raise MixerError(p.errors[0] + more)
+        span_col = recipe.mix.get("remove_spans")
+        span_tagger = attribute_tagger(span_col) if span_col else None
+        max_rows = recipe.mix.get("max_rows_per_part")
+        jobs = []
+        sources = {}
+        for sname, sp in p.sources.items():
+            surv = self._survivors(sname, stats[sname])
+            copies = select_copies(surv["h"], surv["n"], sp.target_tokens or 0, sp.max_repetition)
+            selected_tokens = int((copies * surv["n"]).sum())
+            info = sp.to_dict()
+            info.update(
+                selected_docs=int(copies.sum()),
+                unique_docs=int((copies > 0).sum()),
+                selected_tokens=selected_tokens,
+                achieved_repetition=(selected_tokens / sp.eligible_tokens)
+                if sp.eligible_tokens
+                else None,
+                cause=_shortfall_cause(sp, selected_tokens, surv["n"]),
+                chars_removed=0,
+            )
+            sources[sname] = info
+            span_parts = {}
+            if span_tagger:
+                span_dir = attributes_dir(workdir, span_tagger, sname)
+                span_parts = {
+                    part_index(x): x
+                    for x in list_parts(span_dir)
+                    if span_col in pq.read_schema(x).names
+                }
+            doc_parts = {part_index(x): x for x in list_parts(documents_dir(workdir, sname))}
+            chosen = copies > 0  # survivors are in (part, row) order already
+            parts_sel, rows_sel, copies_sel = (
+                surv["part"][chosen],
+                surv["row"][chosen],
+                copies[chosen],
+            )
+            bounds = np.flatnonzero(np.diff(parts_sel)) + 1
+            for seg in np.split(np.arange(len(parts_sel)), bounds):
+                if not len(seg):
+                    continue
+                idx = int(parts_sel[seg[0]])
+                for chunk in _chunks(seg, copies_sel, max_rows):
+                    jobs.append(
+                        (
+                            sname,
+                            doc_parts[idx],
+                            rows_sel[chunk],
+                            copies_sel[chunk],
+                            span_parts.get(idx),
+                        )
+                    )
+        self._summary = {
+            "total_target_tokens": p.total_target,
+            "groups": p.groups,
+            "sources": sources,
+            "notes": p.notes,
+        }
+        names = [part_name(i) for i in range(len(jobs))]
+        # the parts are about to change: a run killed from here on must not leave a manifest
+        # that vouches for them, and the record must name every part this run may write
+        self.manifest_path.unlink(missing_ok=True)
+        before = read_json(self._record_path(), [])
+        write_json_atomic(self._record_path(), sorted(set(before) | set(names)))
+        tasks = []
+        for name, (s, dp, rows, cps, spp) in zip(names, jobs, strict=True):
+            digest = config_hash([rows.tobytes().hex(), cps.tobytes().hex()])
+            tasks.append(
+                Task(
+                    key=name,
+                    args=(s, str(dp), rows, cps, None if spp is None else str(spp), span_col),
+                    fingerprint={
+                        "source": s,
+                        "inputs": tree_fingerprint(dp, *([spp] if spp else [])),
+                        "rows": digest,
+                    },
+                    weight=int(cps.sum()),
+                    outputs=(str(self.out_dir / name),),
+                )
+            )
+        return tasks
+
+    def _survivors(self, source: str, parts: list[dict]) -> dict:
+        d = _mix_state(self.workdir, self.recipe.name) / "survivors" / source
+        cols: dict[str, list] = {"part": [], "row": [], "h": [], "n": []}
+        for r in sorted(parts, key=lambda r: r["index"]):
+            with np.load(d / part_name(r["index"], ".npz")) as z:
+                cols["part"].append(np.full(len(z["rows"]), r["index"], dtype=np.int64))
+                cols["row"].append(z["rows"])
+                cols["h"].append(z["h"])
+                cols["n"].append(z["n"])
+        empty = {"part": np.int64, "row": np.int64, "h": np.uint64, "n": np.int64}
+        return {
+            k: np.concatenate(v).astype(empty[k]) if v else np.zeros(0, empty[k])
+            for k, v in cols.items()
+        }
+
+    def run_task(self, task: Task) -> dict:
+        s, dp, rows, cps, spp, span_col = task.args
+        path = self.out_dir / task.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        res = _write_part(
+            path, s, Path(dp), rows, cps, None if spp is None else Path(spp), span_col
+        )
+        return {"source": s, "doc_part": part_index(dp), **res}
+
+    def finish(self, results: list[dict]) -> dict:
+        if self._summary is None:  # tasks() ran in this process before finish: always set
+            raise RuntimeError("mix.select: finish without a plan")
+        recipe = self.recipe
+        sources = self._summary["sources"]
+        part_records = []
+        for i, res in enumerate(results):
+            part_records.append(
+                {
+                    "path": part_name(i),
+                    "source": res["source"],
+                    "doc_part": res["doc_part"],
+                    "rows": res["rows"],
+                }
+            )
+            sources[res["source"]]["chars_removed"] += res["chars_removed"]
+        keep = {r["path"] for r in part_records}
+        # only parts mixer's own record names are removed, never other files
+        for stale in sorted(set(read_json(self._record_path(), [])) - keep):
+            (self.out_dir / stale).unlink(missing_ok=True)
+        write_json_atomic(self._record_path(), sorted(keep))
+        total_selected = sum(s["selected_tokens"] for s in sources.values())
+        for s in sources.values():
+            s["selected_share"] = s["selected_tokens"] / total_selected if total_selected else None
+        manifest = {
+            "mix": recipe.name,
+            "recipe": str(recipe.path),
+            "seed": recipe.seed,
+            "budget": recipe.budget,
+            "total_target_tokens": self._summary["total_target_tokens"],
+            "total_selected_tokens": total_selected,
+            "total_tokens": total_selected,
+            "total_selected_docs": sum(s["selected_docs"] for s in sources.values()),
+            "tokens_counted_as": "tokens__count + 1 (EOS) per document",
+            "groups": self._summary["groups"],
+            "sources": sources,
+            "parts": part_records,
+            "notes": self._summary["notes"],
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.manifest_path, manifest)
+        return {"total_tokens": total_selected, "parts": len(part_records)}
+
+
+def mix_stages(recipe: Recipe, workdir: str | Path) -> list[Stage]:
+    """The mix as stages: per-part statistics, then targets and selection per output part."""
+    return [MixStatsStage(recipe, workdir), MixSelectStage(recipe, workdir)]
+
+
+def run_mix(
+    recipe: Recipe,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    executor=None,
+) -> dict:
+    """Select the mix: mixes/<name>/part-*.parquet and mixes/<name>.manifest.json, through the
+    stage runner. Returns the manifest with `skipped` (True when nothing had to be redone)."""
+    from mixer.executor import LocalExecutor
+    from mixer.stage import RunContext, run_stages, workdir_lock
+
+    workdir = Path(workdir) if workdir is not None else Path(recipe.workdir)
+    ctx = RunContext(
+        workdir,
+        executor or LocalExecutor(recipe.mix.get("workers")),
+        progress=progress,
+        echo=lambda m: None,
+    )
+    stages = mix_stages(recipe, workdir)
+    try:
+        with workdir_lock(workdir):
+            run_stages(stages, ctx)
+    finally:
+        if executor is None:
+            ctx.executor.close()
+    manifest = read_json(mix_manifest_path(workdir, recipe.name))
+    skipped = all(ctx.stats[s.name]["skipped"] for s in stages)
+    return {**manifest, "skipped": skipped}
 
 
 def _chunks(seg: np.ndarray, copies: np.ndarray, max_rows: int | None) -> list[np.ndarray]:

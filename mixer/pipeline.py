@@ -1,64 +1,83 @@
-"""`mixer run`: the whole recipe, stage by stage, each cached by its configuration and inputs.
+"""`mixer run`: a recipe becomes a list of Stage objects, and `run_stage` runs each in turn.
 
-Stages run in order: ingest -> tokenizer -> decon-index -> tag -> train-fasttext -> tag
-(classifiers) -> dedup -> mix -> tokenize -> train -> report. A stage is skipped when its
-cache key (a hash of its settings and of the files it reads: names, sizes, mtimes) matches the
-one recorded in state/pipeline/<stage>.json; inside a stage, finished parts are skipped too, so a
-killed run resumes where it stopped.
+    ingest.<source> -> tokenizer -> decon-index -> tag -> train-fasttext.<tagger>
+      -> tag-classifiers -> dedup -> mix.stats -> mix.select -> tokenize -> train -> report
+
+`build_stages(recipe, workdir)` lists them (docs/pipeline.md: where each one lives). Every
+stage has a name and a group (`ingest`, `train-fasttext`, `mix`, ...): `--until` and `--force`
+select stages by exact name or group, nothing else. Caching and resume are the runner's
+(mixer/stage.py): a stage whose fingerprint and outputs are recorded in state/stages/ is
+skipped, and inside a stage every finished task is. A changed output of one stage changes the
+fingerprint of the stages that read it, so they run again without being forced.
+
+Stages built from older functions (ingest, dedup, tokenize) go through `CallStage`, one small
+adapter: it calls the function on the driver, with that function's own parallel map bound to
+the run's executor. They become real task stages by swapping one line each in `build_stages`
+(see the comments marked ADAPTER).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mixer.errors import MixerError
-from mixer.io import config_hash, read_json, write_json_atomic
-from mixer.schema import attributes_dir, documents_dir, mix_dir, state_dir, tokens_dir
+from mixer.executor import Executor, LocalExecutor, use
+from mixer.io import write_json_atomic
+from mixer.schema import (
+    attributes_dir,
+    documents_dir,
+    mix_dir,
+    mix_manifest_path,
+    report_dir,
+    state_dir,
+    tokens_dir,
+)
+from mixer.stage import RunContext, Stage, Task, run_stage, tree_fingerprint, workdir_lock
 
-STAGES = ("ingest", "tokenizer", "decon", "tag", "dedup", "mix", "tokenize", "train", "report")
+# The steps of `mixer run`, in order: the names `--until` and `--force` accept besides the
+# stage names themselves (ingest.web, mix.select, ...).
+STAGES = (
+    "ingest",
+    "tokenizer",
+    "decon-index",
+    "tag",
+    "train-fasttext",
+    "tag-classifiers",
+    "dedup",
+    "mix",
+    "tokenize",
+    "train",
+    "report",
+)
 log = logging.getLogger("mixer")
 
 
-def tree_fingerprint(*paths: Path) -> list:
-    """Names, sizes and mtimes of every finished file under `paths` (cheap, no content reads)."""
-    out = []
-    for root in paths:
-        root = Path(root)
-        if root.is_file():
-            files = [root]
-        elif root.is_dir():
-            files = sorted(
-                p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
-            )
-        else:
-            files = []
-        for p in files:
-            st = p.stat()
-            out.append([str(p), st.st_size, st.st_mtime_ns])
-    return out
+# ------------------------------------------------------------------ what a recipe implies
 
 
-@dataclass
-class Context:
-    recipe: object
+@dataclasses.dataclass
+class RecipePaths:
+    """Paths and settings derived from a recipe that several stages share."""
+
+    recipe: Any
     workdir: Path
-    workers: int | None
-    progress: bool
-    echo: Callable[[str], None]
-    force: frozenset = frozenset()
 
     @property
     def tokenizer_path(self) -> Path:
         path = self.recipe.tokenizer.get("path")
         return Path(path) if path else self.workdir / "tokenizer.json"
+
+    @property
+    def decon_index_path(self) -> Path:
+        """A prebuilt index the recipe names, else the one this run builds from eval_sets."""
+        given = (self.recipe.decon or {}).get("index")
+        return Path(given) if given else self.workdir / "decon" / "index"
 
     def tagger_settings(self) -> dict[str, dict]:
         settings = {name: dict(s) for name, s in self.recipe.taggers.items()}
@@ -71,356 +90,380 @@ class Context:
                     decon.setdefault(key, self.recipe.decon[key])
         return settings
 
-    @property
-    def decon_index_path(self) -> Path:
-        """A prebuilt index the recipe names, else the one this run builds from eval_sets."""
-        given = (self.recipe.decon or {}).get("index")
-        return Path(given) if given else self.workdir / "decon" / "index"
-
-
-def _cached(
-    ctx: Context, stage: str, key_parts: dict, outputs: list[Path], work: Callable[[], dict | None]
-):
-    """Run `work` unless the stage's cache key and outputs show it is already done."""
-    path = state_dir(ctx.workdir) / "pipeline" / f"{stage}.json"
-    key = config_hash(key_parts)
-    done = read_json(path)
-    forced = any(stage == f or stage.startswith(f + "-") for f in ctx.force)
-    if not forced and done and done.get("key") == key and all(Path(o).exists() for o in outputs):
-        ctx.echo(f"[{stage}] up to date, skipped")
-        return done.get("result")
-    start = time.perf_counter()
-    ctx.echo(f"[{stage}] running")
-    result = work()
-    seconds = time.perf_counter() - start
-    # The key is computed again after the work: outputs written under inputs it reads change it.
-    write_json_atomic(
-        path, {"key": config_hash(key_parts), "result": result, "seconds": round(seconds, 3)}
-    )
-    ctx.echo(f"[{stage}] done in {seconds:.1f}s")
-    return result
-
-
-# ------------------------------------------------------------------------ stages
-
-
-def stage_ingest(ctx: Context) -> None:
-    from mixer.ingest import FieldMap, ingest
-
-    for name, spec in ctx.recipe.sources.items():
-        fields = FieldMap(**{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()})
-
-        def work(name=name, spec=spec, fields=fields):
-            s = ingest(
-                spec.inputs,
-                ctx.workdir,
-                source=name,
-                fields=fields,
-                workers=ctx.workers,
-                progress=ctx.progress,
-            )
-            return {
-                k: s[k] for k in ("lines_read", "ingested", "quarantined", "quarantine_reasons")
-            }
-
-        _cached(
-            ctx,
-            f"ingest-{name}",
-            {"inputs": inputs_fingerprint(spec.inputs), "fields": dataclasses.asdict(fields)},
-            [documents_dir(ctx.workdir, name)],
-            work,
-        )
-    from mixer.ingest import summarize
-
-    write_json_atomic(state_dir(ctx.workdir) / "ingest.json", summarize(ctx.workdir))
-
 
 def inputs_fingerprint(inputs: list[str]) -> list:
-    """Like tree_fingerprint, for recipe inputs that may be globs or object-storage URLs."""
-    from mixer.io import file_fingerprint, glob_urls, is_url
+    """Names, sizes and mtimes of every shard the inputs resolve to (the one input resolver:
+    recursive, de-duplicated), so a changed shard anywhere under a folder reruns ingest."""
+    from mixer.ingest import resolve_inputs  # moves to mixer.inputs with the reliability work
+    from mixer.io import file_fingerprint, is_url
 
     out = []
-    for item in inputs:
-        if is_url(item):
-            out += [[u, file_fingerprint(u, with_hash=False)] for u in glob_urls(item)]
+    for shard in resolve_inputs(list(inputs)):
+        if is_url(shard):
+            out.append([shard, file_fingerprint(shard, with_hash=False)])
         else:
-            out += tree_fingerprint(*_expand(item))
+            out += tree_fingerprint(shard)
     return out
 
 
-def _expand(item: str) -> list[Path]:
-    import glob
-
-    return (
-        [Path(p) for p in sorted(glob.glob(item))]
-        if any(c in item for c in "*?[")
-        else [Path(item)]
-    )
+# ------------------------------------------------------------------ the adapter
 
 
-def stage_tokenizer(ctx: Context) -> None:
-    tok = ctx.recipe.tokenizer
+class CallStage(Stage):
+    """ADAPTER: one call of an older stage function (ingest, run_dedup, tokenize_mix) as a Stage.
+
+    The call runs on the driver in `finish`; the parallel map inside it (`executor.run_tasks`)
+    runs on the run's executor. Its fingerprint and outputs are given by the pipeline, so
+    caching and `--force` work as for every other stage. Remove once ingest, dedup and tokenize
+    are task stages of their own."""
+
+    def __init__(
+        self,
+        name: str,
+        group: str,
+        workdir: Path,
+        fn: Callable[..., Any],
+        config: dict,
+        inputs: Callable[[], Any],
+        outputs: list[Path],
+        summarize: Callable[[Any], Any] = lambda r: r,
+    ):
+        super().__init__(workdir, config)
+        self.name, self.group = name, group
+        self._fn, self._inputs, self._outputs, self._summarize = fn, inputs, outputs, summarize
+        self._ctx: RunContext | None = None
+
+    def input_fingerprint(self):
+        return self._inputs()
+
+    def outputs(self):
+        return self._outputs
+
+    def setup(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+
+    def finish(self, results):
+        with use(self._ctx.executor):
+            return self._summarize(self._fn(self._ctx))
+
+
+# ------------------------------------------------------------------ one-task stages
+
+
+class TokenizerStage(Stage):
+    """Train the run's BPE tokenizer on its documents (one task) unless the recipe names one."""
+
+    name = group = "tokenizer"
+
+    def __init__(self, workdir, out: Path, settings: dict):
+        super().__init__(workdir, settings)
+        self.out = Path(out)
+
+    def input_fingerprint(self):
+        return tree_fingerprint(documents_dir(self.workdir))
+
+    def outputs(self):
+        return [self.out]
+
+    def tasks(self):
+        return [Task("train", fingerprint=self.input_fingerprint(), outputs=(str(self.out),))]
+
+    def run_task(self, task):
+        from mixer.train_tokenizer import train_tokenizer
+
+        info = train_tokenizer([str(documents_dir(self.workdir))], str(self.out), **self.config)
+        return {k: v for k, v in info.items() if isinstance(v, int | float | str)}
+
+    def finish(self, results):
+        return results[0]
+
+
+class TrainFastTextStage(Stage):
+    """Train one fastText classifier from labelled documents of the workdir (one task)."""
+
+    group = "train-fasttext"
+
+    def __init__(self, workdir, tagger: str, out: Path, spec: dict, seed: int, taggers: list[str]):
+        super().__init__(workdir, {"spec": dict(spec), "seed": seed, "out": str(out)})
+        self.name = f"train-fasttext.{tagger}"
+        self.out = Path(out)
+        self.read_taggers = sorted(taggers)  # the attributes its SQL may read
+
+    def input_fingerprint(self):
+        return tree_fingerprint(
+            documents_dir(self.workdir),
+            *(attributes_dir(self.workdir, t) for t in self.read_taggers),
+        )
+
+    def outputs(self):
+        return [self.out]
+
+    def tasks(self):
+        return [Task("train", fingerprint=self.input_fingerprint(), outputs=(str(self.out),))]
+
+    def run_task(self, task):
+        from mixer.train_fasttext import train_from_workdir
+
+        m = train_from_workdir(
+            self.workdir, out=self.out, seed=self.config["seed"], **self.config["spec"]
+        )
+        return {k: m[k] for k in ("accuracy", "test_docs") if k in m}
+
+    def finish(self, results):
+        return results[0]
+
+
+class TrainStage(Stage):
+    """The bundled trainer on the run's token arrays (on the driver: it uses its threads/GPU)."""
+
+    name = group = "train"
+
+    def __init__(self, workdir, data: Path, out: Path, config: dict):
+        super().__init__(workdir, config)
+        self.data, self.out = Path(data), Path(out)
+        self._ctx = None
+
+    def input_fingerprint(self):
+        return tree_fingerprint(self.data)
+
+    def outputs(self):
+        return [self.out]
+
+    def setup(self, ctx):
+        self._ctx = ctx
+
+    def finish(self, results):
+        from mixer.train import train
+
+        ctx = self._ctx
+        summary = train(str(self.data), str(self.out), config=self.config, progress=ctx.progress)
+        nan = float("nan")
+        ctx.echo(
+            f"[train] loss {summary.get('first_loss', nan):.3f} -> "
+            f"{summary.get('last_loss', nan):.3f}, validation loss {summary.get('val_loss', nan):.3f}"
+        )
+        return summary
+
+
+class ReportStage(Stage):
+    """report/report.json and report.html from what the stages wrote (always rebuilt)."""
+
+    name = group = "report"
+
+    def __init__(self, workdir, recipe):
+        super().__init__(workdir, None)
+        self.recipe = recipe
+        self._ctx = None
+
+    def setup(self, ctx):
+        self._ctx = ctx
+
+    def input_fingerprint(self):
+        return tree_fingerprint(self.workdir / "state", self.workdir / "mixes")
+
+    def outputs(self):
+        return [report_dir(self.workdir) / "report.html"]
+
+    def finish(self, results):
+        from mixer.report import build_report
+
+        paths = build_report(self.workdir, recipe=self.recipe)
+        self._ctx.echo(f"[report] {paths['html']}")
+        return {"html": str(paths["html"])}
+
+
+# ------------------------------------------------------------------ the recipe's stages
+
+
+def build_stages(recipe, workdir: Path) -> list[Stage]:
+    """Every stage of `mixer run` for this recipe, in order."""
+    rp = RecipePaths(recipe, Path(workdir))
+    wd = rp.workdir
+    stages: list[Stage] = []
+
+    # ingest: one stage per source.
+    # ADAPTER: with the reliability work, replace this loop by `stages.append(IngestStage(...))`.
+    from mixer.ingest import FieldMap, ingest, summarize
+
+    def run_ingest(ctx, spec, name, fields):
+        s = ingest(
+            spec.inputs,
+            wd,
+            source=name,
+            fields=fields,
+            workers=ctx.executor.workers,
+            progress=ctx.progress,
+        )
+        write_json_atomic(state_dir(wd) / "ingest.json", summarize(wd))  # every source's totals
+        return s
+
+    for name, spec in recipe.sources.items():
+        fields = FieldMap(**{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()})
+        stages.append(
+            CallStage(
+                f"ingest.{name}",
+                "ingest",
+                wd,
+                lambda ctx, spec=spec, name=name, fields=fields: run_ingest(
+                    ctx, spec, name, fields
+                ),
+                {"source": name, "inputs": list(spec.inputs), "fields": dataclasses.asdict(fields)},
+                lambda spec=spec: inputs_fingerprint(spec.inputs),
+                [documents_dir(wd, name)],
+                lambda s: {
+                    k: s[k] for k in ("lines_read", "ingested", "quarantined", "quarantine_reasons")
+                },
+            )
+        )
+
+    tok = recipe.tokenizer
     if tok.get("path"):
         if not Path(tok["path"]).is_file():
             raise MixerError(f"tokenizer.path: file not found: {tok['path']}")
-        return
-    from mixer.tokenize import train_tokenizer
+    else:
+        stages.append(
+            TokenizerStage(wd, rp.tokenizer_path, {"seed": recipe.seed, **(tok.get("train") or {})})
+        )
 
-    settings = {"seed": ctx.recipe.seed, **(tok.get("train") or {})}
-    out = ctx.tokenizer_path
+    decon = recipe.decon
+    if decon and decon.get("eval_sets"):
+        from mixer.decon_index import DeconIndexStage
 
-    def work():
-        return train_tokenizer([str(documents_dir(ctx.workdir))], str(out), **settings)
+        settings = {k: decon[k] for k in DECON_INDEX_KEYS if decon.get(k) is not None}
+        stages.append(DeconIndexStage(wd, decon["eval_sets"], rp.decon_index_path, settings))
+    elif decon and not rp.decon_index_path.exists():
+        raise MixerError(f"decon.index: file not found: {rp.decon_index_path}")
 
-    _cached(
-        ctx,
-        "tokenizer",
-        {"settings": settings, "docs": tree_fingerprint(documents_dir(ctx.workdir))},
-        [out],
-        work,
-    )
+    from mixer.tag import TagStage
+
+    trained = set(recipe.train_fasttext or {})
+    settings = rp.tagger_settings()
+    first = {s: [t for t in spec.taggers if t not in trained] for s, spec in recipe.sources.items()}
+    later = {s: [t for t in spec.taggers if t in trained] for s, spec in recipe.sources.items()}
+    if any(first.values()):
+        stages.append(TagStage(wd, first, settings, name="tag"))
+    for tagger, spec in (recipe.train_fasttext or {}).items():
+        out = settings.get(tagger, {}).get("model")
+        if not out:
+            raise MixerError(
+                f"train_fasttext.{tagger}: set taggers.{tagger}.model to where the model goes"
+            )
+        read = sorted({t for ts in first.values() for t in ts})
+        stages.append(TrainFastTextStage(wd, tagger, Path(out), spec, recipe.seed, read))
+    if any(later.values()):
+        stages.append(TagStage(wd, later, settings, name="tag-classifiers"))
+
+    if recipe.dedup:
+        # ADAPTER: with the dedup work, `stages += dedup_stages(wd, dict(recipe.dedup))`.
+        from mixer.dedup import run_dedup
+
+        dedup = dict(recipe.dedup)
+        stages.append(
+            CallStage(
+                "dedup",
+                "dedup",
+                wd,
+                lambda ctx: run_dedup(
+                    wd, workers=ctx.executor.workers, progress=ctx.progress, **dedup
+                ),
+                dedup,
+                lambda: [
+                    tree_fingerprint(documents_dir(wd)),
+                    tree_fingerprint(attributes_dir(wd, "quality")),
+                ],
+                [attributes_dir(wd, "dedup")],
+            )
+        )
+
+    from mixer.mix import mix_stages
+
+    stages += mix_stages(recipe, wd)
+
+    # ADAPTER: with the tokens work, `stages += tokenize_stages(src, tokenizer, out, **options)`
+    # (then the verification below moves into its last stage's finish).
+    stages.append(_tokenize_stage(rp))
+
+    if recipe.train:
+        try:
+            import torch  # noqa: F401
+
+            stages.append(
+                TrainStage(
+                    wd,
+                    tokens_dir(wd, recipe.name),
+                    wd / "runs" / recipe.name,
+                    dict(recipe.train.get("config") or {}),
+                )
+            )
+        except ImportError:
+            log.info("[train] skipped: the trainer needs the `train` extra")
+    stages.append(ReportStage(wd, recipe))
+    return stages
 
 
 DECON_INDEX_KEYS = ("ngram", "fields", "min_words")  # the rest of `decon:` configures the tagger
 
 
-def stage_decon_index(ctx: Context) -> None:
-    decon = ctx.recipe.decon
-    if not decon:
-        return
-    if not decon.get("eval_sets"):
-        if not ctx.decon_index_path.exists():
-            raise MixerError(f"decon.index: file not found: {ctx.decon_index_path}")
-        return
-    from mixer.decon_index import build_index
-
-    evals = [p for item in decon["eval_sets"] for p in _expand(item)]
-    settings = {k: decon[k] for k in DECON_INDEX_KEYS if decon.get(k) is not None}
-
-    def work():
-        return build_index([str(p) for p in evals], str(ctx.decon_index_path), **settings)
-
-    _cached(
-        ctx,
-        "decon-index",
-        {"evals": tree_fingerprint(*evals), "settings": settings},
-        [ctx.decon_index_path],
-        work,
-    )
-
-
-def _tag(ctx: Context, stage: str, only: Callable[[str], bool]) -> None:
-    from mixer.tag import tag_workdir
-
-    settings = ctx.tagger_settings()
-    by_taggers: dict[tuple, list[str]] = {}
-    for name, spec in ctx.recipe.sources.items():
-        taggers = tuple(t for t in spec.taggers if only(t))
-        if taggers:
-            by_taggers.setdefault(taggers, []).append(name)
-    for taggers, sources in by_taggers.items():
-        s = {t: settings.get(t, {}) for t in taggers}
-        model_files = [
-            Path(v)
-            for t in s.values()
-            for k, v in t.items()
-            if k in ("model", "tokenizer", "index") and v
-        ]
-
-        def work(taggers=taggers, sources=sources, s=s):
-            return tag_workdir(
-                ctx.workdir,
-                list(taggers),
-                s,
-                workers=ctx.workers,
-                sources=sources,
-                progress=ctx.progress,
-            )
-
-        _cached(
-            ctx,
-            f"{stage}-{'+'.join(sources)}",
-            {
-                "taggers": taggers,
-                "settings": s,
-                "models": tree_fingerprint(*model_files),
-                "docs": tree_fingerprint(*(documents_dir(ctx.workdir, src) for src in sources)),
-            },
-            [attributes_dir(ctx.workdir, t, src) for t in taggers for src in sources],
-            work,
-        )
-
-
-def _trained_models(ctx: Context) -> set[str]:
-    return set(ctx.recipe.train_fasttext or {})
-
-
-def stage_tag(ctx: Context) -> None:
-    trained = _trained_models(ctx)
-    _tag(ctx, "tag", lambda t: t not in trained)
-    if not trained:
-        return
-    from mixer.train_fasttext import train_from_workdir
-
-    for tagger, spec in ctx.recipe.train_fasttext.items():
-        out = ctx.tagger_settings().get(tagger, {}).get("model")
-        if not out:
-            raise MixerError(
-                f"train_fasttext.{tagger}: set taggers.{tagger}.model to where the model goes"
-            )
-
-        def work(spec=spec, out=out):
-            return train_from_workdir(ctx.workdir, out=out, seed=ctx.recipe.seed, **spec)
-
-        _cached(
-            ctx,
-            f"fasttext-{tagger}",
-            {"spec": spec, "docs": tree_fingerprint(documents_dir(ctx.workdir))},
-            [Path(out)],
-            work,
-        )
-    _tag(ctx, "tag-classifiers", lambda t: t in trained)
-
-
-def stage_dedup(ctx: Context) -> None:
-    dedup = ctx.recipe.dedup
-    if not dedup:
-        return
-    from mixer.dedup import run_dedup
-
-    settings = dict(dedup)
-
-    def work():
-        return run_dedup(ctx.workdir, workers=ctx.workers, progress=ctx.progress, **settings)
-
-    _cached(
-        ctx,
-        "dedup",
-        {
-            "settings": settings,
-            "docs": tree_fingerprint(documents_dir(ctx.workdir)),
-            "quality": tree_fingerprint(attributes_dir(ctx.workdir, "quality")),
-        },
-        [attributes_dir(ctx.workdir, "dedup")],
-        work,
-    )
-
-
-def stage_mix(ctx: Context) -> None:
-    from mixer.mix import run_mix
-
-    out = mix_dir(ctx.workdir, ctx.recipe.name)
-
-    def work():
-        manifest = run_mix(ctx.recipe, ctx.workdir, progress=ctx.progress)
-        return {
-            "total_tokens": manifest.get("total_tokens") if isinstance(manifest, dict) else None
-        }
-
-    _cached(
-        ctx,
-        "mix",
-        {
-            "recipe": ctx.recipe.raw,
-            "attributes": tree_fingerprint(documents_dir(ctx.workdir), attributes_dir(ctx.workdir)),
-        },
-        [out / "manifest.json"],
-        work,
-    )
-
-
-def stage_tokenize(ctx: Context) -> None:
+def _tokenize_stage(rp: RecipePaths) -> Stage:
     from mixer.tokenize import tokenize_mix
     from mixer.verify_tokens import verify_tokens
 
-    tok = ctx.recipe.tokenizer
-    src, out = mix_dir(ctx.workdir, ctx.recipe.name), tokens_dir(ctx.workdir, ctx.recipe.name)
+    recipe, wd = rp.recipe, rp.workdir
+    tok = recipe.tokenizer
+    src, out = mix_dir(wd, recipe.name), tokens_dir(wd, recipe.name)
     options = {k: tok.get(k) for k in ("eos", "eos_id", "bos", "bos_id") if tok.get(k) is not None}
-    # The recipe's tokenize section may override the run's seed and workers.
-    options = {
-        "seed": ctx.recipe.seed,
-        "workers": ctx.workers,
-        **options,
-        **(ctx.recipe.tokenize or {}),
-    }
+    options = {"seed": recipe.seed, **options, **(recipe.tokenize or {})}
+    options.setdefault("dtype", tok.get("dtype", "auto"))
+    recipe_workers = options.pop("workers", None)
 
-    def work():
+    def work(ctx):
         info = tokenize_mix(
             str(src),
-            str(ctx.tokenizer_path),
+            str(rp.tokenizer_path),
             str(out),
-            dtype=tok.get("dtype", "auto"),
+            workers=recipe_workers or ctx.executor.workers,
             progress=ctx.progress,
             **options,
         )
         # Check what was written against its index and the mix text before anyone trains on it.
-        checked = verify_tokens(
-            str(out), str(src), samples=16, seed=ctx.recipe.seed, progress=False
-        )
+        checked = verify_tokens(str(out), str(src), samples=16, seed=recipe.seed, progress=False)
         ctx.echo(
-            f"[tokenize] verified {checked['parts']} part(s), {checked['documents']:,} documents, "
-            f"{checked['total_tokens']:,} tokens"
+            f"[tokenize] verified {checked['parts']} part(s), {checked['documents']:,} "
+            f"documents, {checked['total_tokens']:,} tokens"
         )
         return {"total_tokens": info.get("total_tokens"), "dtype": info.get("dtype")}
 
-    _cached(
-        ctx,
+    return CallStage(
         "tokenize",
-        {
-            "options": {k: v for k, v in options.items() if k != "workers"},
-            "mix": tree_fingerprint(src),
-            "tokenizer": tree_fingerprint(ctx.tokenizer_path),
-        },
-        [out / "tokens.json"],
+        "tokenize",
+        wd,
         work,
+        options,
+        lambda: [
+            tree_fingerprint(src),
+            tree_fingerprint(mix_manifest_path(wd, recipe.name)),
+            tree_fingerprint(rp.tokenizer_path),
+        ],
+        [out / "tokens.json"],
     )
 
 
-def stage_train(ctx: Context) -> None:
-    if not ctx.recipe.train:
-        return
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        ctx.echo(
-            "[train] skipped: the trainer needs the `train` extra (pip install 'mixer[train]')"
-        )
-        return
-    from mixer.train import train
-
-    data = tokens_dir(ctx.workdir, ctx.recipe.name)
-    out = ctx.workdir / "runs" / ctx.recipe.name
-    config = dict(ctx.recipe.train.get("config") or {})
-
-    def work():
-        summary = train(str(data), str(out), config=config, progress=ctx.progress)
-        ctx.echo(
-            f"[train] loss {summary.get('first_loss', float('nan')):.3f} -> {summary.get('last_loss', float('nan')):.3f}"
-            f", validation loss {summary.get('val_loss', float('nan')):.3f}"
-        )
-        return summary
-
-    _cached(ctx, "train", {"config": config, "data": tree_fingerprint(data)}, [out], work)
+# ------------------------------------------------------------------ selection and the run
 
 
-def stage_report(ctx: Context) -> None:
-    from mixer.report import build_report
-
-    paths = build_report(ctx.workdir, recipe=ctx.recipe)
-    ctx.echo(f"[report] {paths['html']}")
-
-
-STAGE_FUNCS = {
-    "ingest": stage_ingest,
-    "tokenizer": stage_tokenizer,
-    "decon": stage_decon_index,
-    "tag": stage_tag,
-    "dedup": stage_dedup,
-    "mix": stage_mix,
-    "tokenize": stage_tokenize,
-    "train": stage_train,
-    "report": stage_report,
-}
+def select(stages: list[Stage], names: tuple[str, ...], what: str) -> set[str]:
+    """Stage names matching each of `names` exactly (a stage name or a group): an unknown name
+    is an error that lists the choices."""
+    chosen: set[str] = set()
+    for n in names:
+        hit = {s.name for s in stages if n in (s.name, s.group)}
+        if not hit:
+            if n in STAGES:  # a step this recipe does not have (no dedup section, ...)
+                continue
+            choices = sorted({*STAGES, *(s.name for s in stages)})
+            raise MixerError(f"{what} {n!r}: no such stage (stages: {', '.join(choices)})")
+        chosen |= hit
+    return chosen
 
 
 def run_recipe(
@@ -432,30 +475,47 @@ def run_recipe(
     progress: bool = True,
     quiet: bool = False,
     overrides: dict | None = None,
+    executor: Executor | None = None,
 ) -> Path:
     """Run every stage of a recipe (up to `until`). Returns the workdir."""
     from mixer.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, overrides)
-    for stage in (until, *force):
-        if stage and stage not in STAGES:
-            raise MixerError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
     wd = Path(workdir) if workdir else Path(recipe.workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    _setup_log(wd)
-    echo = (lambda msg: log.info(msg)) if quiet else (lambda msg: (log.info(msg), click.echo(msg)))
-    # Forcing a stage reruns everything after it too.
-    forced = set()
-    for stage in force:
-        forced.update(STAGES[STAGES.index(stage) :])
-    ctx = Context(
-        recipe, wd, workers or os.cpu_count(), progress and not quiet, echo, frozenset(forced)
-    )
-    echo(f"recipe {recipe_path} -> {wd}")
-    for stage in STAGES:
-        STAGE_FUNCS[stage](ctx)
-        if stage == until:
-            break
+    with workdir_lock(wd):
+        _setup_log(wd)
+        echo = (
+            (lambda msg: log.info(msg)) if quiet else (lambda msg: (log.info(msg), click.echo(msg)))
+        )
+        stages = build_stages(recipe, wd)
+        forced = select(stages, tuple(force), "--force")
+        last = None
+        if until:
+            hit = select(stages, (until,), "--until")
+            last = max((i for i, s in enumerate(stages) if s.name in hit), default=None)
+            if last is None:  # a step this recipe lacks: stop before the next step that exists
+                after = STAGES[STAGES.index(until) + 1 :]
+                last = next(
+                    (i - 1 for i, s in enumerate(stages) if (s.group or s.name) in after),
+                    len(stages) - 1,
+                )
+        ctx = RunContext(
+            wd,
+            executor or LocalExecutor(workers),
+            progress and not quiet,
+            echo,
+            frozenset(forced),
+        )
+        echo(f"recipe {recipe_path} -> {wd}")
+        try:
+            for i, stage in enumerate(stages):
+                run_stage(stage, ctx)
+                if last is not None and i >= last:
+                    break
+        finally:
+            if executor is None:
+                ctx.executor.close()
     return wd
 
 

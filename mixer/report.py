@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from mixer.io import read_json, write_bytes_atomic, write_json_atomic
-from mixer.schema import mix_dir, report_dir, state_dir, tokens_dir
+from mixer.schema import mix_manifest_path, report_dir, state_dir, tokens_dir
 from mixer.sql_views import connect
 
 # ------------------------------------------------------------------------ data
@@ -39,7 +39,9 @@ def _distribution(con, column: str) -> dict[str, dict[str, int]]:
 
 def _only_mix(workdir: Path) -> str | None:
     """The workdir's mix when it has exactly one (so `mixer report WORKDIR` needs no recipe)."""
-    mixes = [p.name for p in (workdir / "mixes").glob("*") if (p / "manifest.json").exists()]
+    mixes = [
+        p.name.removesuffix(".manifest.json") for p in (workdir / "mixes").glob("*.manifest.json")
+    ]
     return mixes[0] if len(mixes) == 1 else None
 
 
@@ -76,8 +78,7 @@ def collect(workdir: str | Path, recipe=None) -> dict:
     name = recipe.name if recipe is not None else _only_mix(wd)
     if name is not None:
         report["mix_name"] = name
-        mix = mix_dir(wd, name)
-        manifest = read_json(mix / "manifest.json")
+        manifest = read_json(mix_manifest_path(wd, name))
         if manifest:
             report["mix"] = manifest
             views = {

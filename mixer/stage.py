@@ -17,12 +17,16 @@ the number of workers.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixer.errors import MixerError
 from mixer.executor import Executor, LocalExecutor
 from mixer.io import config_hash, read_json, write_json_atomic
 from mixer.schema import state_dir
@@ -39,6 +43,7 @@ class Task:
     args: Any = None
     fingerprint: Any = None
     weight: int = 1
+    outputs: tuple = ()  # files the task writes: a recorded task whose outputs are gone reruns
 
 
 @dataclass
@@ -50,6 +55,8 @@ class RunContext:
     progress: bool = True
     echo: Callable[[str], None] = print
     force: frozenset = frozenset()  # stage names (or groups) to rerun whatever the state says
+    # filled by run_stage for the caller: {stage name: {"tasks": n, "ran": n, "skipped": bool}}
+    stats: dict = field(default_factory=dict)
 
 
 class Stage:
@@ -77,6 +84,12 @@ class Stage:
         if dataclasses.is_dataclass(c):
             return dataclasses.asdict(c)
         return dict(c)
+
+    def task_config(self) -> Any:
+        """The part of the config every task's completion depends on (default: all of it).
+        A stage whose tasks depend on a slice of the config (a tagger's settings for the parts
+        it tags) returns less here and puts that slice into each `Task.fingerprint`."""
+        return self.config_dict()
 
     def input_fingerprint(self) -> Any:
         """What the stage as a whole reads (files' names, sizes, mtimes). Tasks add their own."""
@@ -120,7 +133,7 @@ def stage_fingerprint(stage: Stage) -> str:
 
 
 def task_fingerprint(stage: Stage, task: Task) -> str:
-    return config_hash({"config": stage.config_dict(), "task": task.fingerprint, "key": task.key})
+    return config_hash({"config": stage.task_config(), "task": task.fingerprint, "key": task.key})
 
 
 def _safe_key(key: str) -> str:
@@ -150,6 +163,7 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
         and all(Path(o).exists() for o in stage.outputs())
     ):
         ctx.echo(f"[{stage.name}] up to date, skipped")
+        ctx.stats[stage.name] = {"tasks": 0, "ran": 0, "skipped": True}
         return done.get("result")
     start = time.perf_counter()
     tasks = stage.tasks()
@@ -161,14 +175,18 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
         tfp = task_fingerprint(stage, t)
         rec = root / "tasks" / (_safe_key(t.key) + ".json")
         prev = None if forced else read_json(rec)
-        if prev and prev.get("fingerprint") == tfp:
+        if prev and prev.get("fingerprint") == tfp and all(Path(o).exists() for o in t.outputs):
             results[t.key] = prev["result"]
         else:
             todo.append((t, str(rec), tfp))
-    ctx.echo(
-        f"[{stage.name}] running {len(todo)} of {len(tasks)} task(s)"
-        + (f" on {ctx.executor.describe()}" if todo else "")
-    )
+    ctx.stats[stage.name] = {"tasks": len(tasks), "ran": len(todo), "skipped": False}
+    if tasks:
+        ctx.echo(
+            f"[{stage.name}] running {len(todo)} of {len(tasks)} task(s)"
+            + (f" on {ctx.executor.describe()}" if todo else "")
+        )
+    else:
+        ctx.echo(f"[{stage.name}] running")
     weights = [t.weight for t, _, _ in todo]
     for (t, _, _), result in zip(
         todo,
@@ -196,6 +214,53 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
 def run_stages(stages: Iterable[Stage], ctx: RunContext) -> list[Any]:
     """Run stages in order (each may depend on the outputs of the ones before)."""
     return [run_stage(s, ctx) for s in stages]
+
+
+# ------------------------------------------------------------------ one run per workdir
+
+_held: dict[str, list] = {}  # workdir -> [open lock file, depth]: reentrant within a process
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def workdir_lock(workdir: str | Path):
+    """Hold WORKDIR/state/.lock (an fcntl lock) while stages write into the workdir.
+
+    A second mixer process on the same workdir gets a one-line MixerError (exit 2) naming the
+    workdir and the holder's pid. The kernel drops the lock when its process dies, so a run
+    killed with -9 leaves nothing stale behind. Nested use in one process is allowed."""
+    import fcntl
+
+    path = state_dir(Path(workdir)) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    with _held_lock:
+        if key in _held:
+            _held[key][1] += 1
+        else:
+            f = open(path, "a+")  # noqa: SIM115 (held until the run ends)
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                f.close()
+                raise MixerError(
+                    f"workdir {workdir} is in use by another mixer process (pid {holder}); "
+                    "wait for it to finish or stop it"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            _held[key] = [f, 1]
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held[key][1] -= 1
+            if _held[key][1] == 0:
+                _held.pop(key)[0].close()  # closing the file releases the lock
 
 
 # ------------------------------------------------------------------ fingerprints of files

@@ -15,7 +15,14 @@ from mixer.errors import MixerError
 from mixer.io import read_json, write_parquet_atomic
 from mixer.mix import TARGET_TOLERANCE, plan, run_mix, select_copies
 from mixer.recipe import load_recipe
-from mixer.schema import attributes_dir, documents_dir, list_parts, mix_dir, part_name
+from mixer.schema import (
+    attributes_dir,
+    documents_dir,
+    list_parts,
+    mix_dir,
+    mix_manifest_path,
+    part_name,
+)
 
 RECIPE = """\
 name: t
@@ -146,7 +153,7 @@ def test_mix_hits_targets_and_writes_manifest(setup):
     allowed = {i for i, q, k in zip(ids, quality, keep, strict=True) if q >= 0.3 and k}
     web_ids = table.filter(pa.compute.equal(table["source"], "web"))["id"].to_pylist()
     assert set(web_ids) <= allowed and len(web_ids) == len(set(web_ids))
-    on_disk = read_json(out / "manifest.json")
+    on_disk = read_json(mix_manifest_path(workdir, "t"))
     assert on_disk["total_selected_tokens"] == m["total_selected_tokens"]
     assert [p["path"] for p in on_disk["parts"]] == [p.name for p in list_parts(out)]
 
@@ -304,7 +311,7 @@ def test_cli_mix(setup):
     res = CliRunner().invoke(main, ["mix", str(path), "-q", "--set", "budget=200K"])
     assert res.exit_code == 0, res.output
     assert "web: " in res.output and "written" in res.output
-    assert read_json(mix_dir(workdir, "t") / "manifest.json")["budget"] == 200_000
+    assert read_json(mix_manifest_path(workdir, "t"))["budget"] == 200_000
 
 
 def test_seeded_hash_depends_on_id_and_seed_only():

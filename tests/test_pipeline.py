@@ -74,7 +74,10 @@ def test_run_writes_every_stage(finished):
     assert list((wd / "documents" / "web").glob("part-*.parquet"))
     assert list((wd / "attributes" / "gopher" / "web").glob("part-*.parquet"))
     assert list((wd / "attributes" / "dedup" / "web").glob("part-*.parquet"))
-    assert (wd / "mixes" / "sample" / "manifest.json").exists()
+    assert (wd / "mixes" / "sample.manifest.json").exists()
+    assert [p.suffix for p in (wd / "mixes" / "sample").iterdir()] == [".parquet"] * len(
+        list((wd / "mixes" / "sample").iterdir())
+    )
     assert (wd / "tokens" / "sample" / "tokens.json").exists()
     assert list((wd / "tokens" / "sample").glob("part-*.npy"))
     html = (wd / "report" / "report.html").read_text()
@@ -105,8 +108,8 @@ def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(recipe, sort_keys=False))
     out = _run(["run", str(changed)])
-    ran = {line.split("]")[0][1:] for line in out.splitlines() if line.endswith("running")}
-    assert ran == {"mix", "tokenize"}, out
+    ran = {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
+    assert ran == {"mix.stats", "mix.select", "tokenize", "report"}, out
 
 
 def test_sql_and_explain(finished):
@@ -150,11 +153,11 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
     cmd = [sys.executable, "-m", "mixer.cli", "run", str(recipe), "--quiet", "--workers", "2"]
     # kill -9 once each of these stages has started
     killed = 0
-    for marker in ("ingest-web.json", "tag-web.json", "dedup.json", "mix.json"):
+    for marker in ("ingest.web", "tag", "dedup", "mix.stats"):
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         deadline = time.time() + 240
         while proc.poll() is None and time.time() < deadline:
-            if (wd / "state" / "pipeline" / marker).exists():
+            if (wd / "state" / "stages" / marker / "stage.json").exists():
                 time.sleep(0.3)  # into the next stage
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
@@ -164,3 +167,20 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
     assert killed >= 3, "the runs finished before they could be killed"
     subprocess.run(cmd, env=env, check=True)
     assert _outputs(wd) == _outputs(clean_wd)
+
+
+def test_force_and_until_select_stages_exactly(finished):
+    recipe, wd, _ = finished
+
+    def ran(out: str) -> set[str]:
+        return {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
+
+    out = _run(["run", str(recipe), "--force", "train-fasttext", "--until", "tag-classifiers"])
+    assert "train-fasttext.quality" in ran(out), out
+    assert not ran(out) & {"tag", "tokenizer", "dedup", "mix.stats"}, out
+    out = _run(["run", str(recipe), "--force", "tag", "--until", "tag"])
+    assert ran(out) == {"tag"}, out  # not tag-classifiers: no prefix matching
+    out = _run(["run", str(recipe), "--force", "ingest.math", "--until", "ingest"])
+    assert ran(out) == {"ingest.math"}, out
+    bad = CliRunner().invoke(main, ["run", str(recipe), "--force", "ta"])
+    assert bad.exit_code == 2 and "no such stage" in bad.output

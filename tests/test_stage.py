@@ -80,3 +80,42 @@ def test_killed_stage_resumes_from_finished_tasks(tmp_path: Path):
     assert _calls(tmp_path) == ["0", "1"]
     assert run_stage(SquareStage(tmp_path), ctx)["order"] == [0, 1, 4, 9]
     assert _calls(tmp_path) == ["0", "1", "2", "3"]
+
+
+def test_one_run_per_workdir_and_a_killed_holder_leaves_no_lock(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from mixer.cli import main
+
+    wd = tmp_path / "wd"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom mixer.stage import workdir_lock\n"
+            f"with workdir_lock({str(wd)!r}):\n    print('held', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (wd / "documents").mkdir()
+        r = CliRunner().invoke(main, ["tag", str(wd), "--taggers", "gopher", "-q"])
+        assert r.exit_code == 2, r.output
+        line = r.output.strip()
+        assert "\n" not in line and str(wd) in line and f"pid {holder.pid}" in line
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # kill -9 releases the lock with the process: the next run gets it at once
+    from mixer.stage import workdir_lock
+
+    with workdir_lock(wd), workdir_lock(wd):  # and it nests within one process
+        assert (wd / "state" / ".lock").read_text() == str(os.getpid())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from mixer.commands.options import executor_options, quiet_option, workers_option
 from mixer.ingest import FieldMap, ingest
 
 
@@ -42,7 +43,8 @@ def print_ingest_summary(summary: dict) -> None:
     help="Source for every record, any string (default: each record's `source`, else the "
     "folder name). Stored as written; its folder under documents/ is derived safely.",
 )
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@workers_option
+@executor_options
 @click.option(
     "--id-field", default="id", show_default=True, help="Input field holding the document id."
 )
@@ -53,12 +55,13 @@ def print_ingest_summary(summary: dict) -> None:
 @click.option("--added-field", default="added", show_default=True)
 @click.option("--created-field", default="created", show_default=True)
 @click.option("--metadata-field", default="metadata", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def ingest_cmd(
     inputs,
     workdir,
     source,
     workers,
+    executor,
     id_field,
     text_field,
     source_field,
@@ -73,9 +76,22 @@ def ingest_cmd(
     fields = FieldMap(
         id_field, text_field, source_field, added_field, created_field, metadata_field
     )
-    summary = ingest(
-        list(inputs), workdir, source=source, fields=fields, workers=workers, progress=not quiet
-    )
+    from mixer.executor import use
+    from mixer.stage import workdir_lock
+
+    # ADAPTER: with IngestStage, run_stage(IngestStage(...), RunContext(workdir, executor, ...)).
+    try:
+        with workdir_lock(workdir), use(executor):
+            summary = ingest(
+                list(inputs),
+                workdir,
+                source=source,
+                fields=fields,
+                workers=workers,
+                progress=not quiet,
+            )
+    finally:
+        executor.close()
     print_ingest_summary(summary)
 
 

@@ -6,13 +6,17 @@ import json
 
 import click
 
-from mixer.errors import MixerError
-from mixer.recipe import parse_overrides
-
-_SET_HELP = (
-    "Override a recipe key, KEY=VALUE with a dotted key (budget=2M, taggers.quality.model=q.bin) "
-    "or a variable (data_root=DIR). Repeatable."
+from mixer.commands.options import (
+    RECIPE_SET_HELP,
+    executor_options,
+    parse_sets,
+    quiet_option,
+    set_option,
+    workers_option,
 )
+from mixer.errors import MixerError
+
+_SET_HELP = RECIPE_SET_HELP  # kept for importers
 
 
 @click.command("plan")
@@ -22,9 +26,9 @@ _SET_HELP = (
     type=click.Path(file_okay=False),
     help="Workdir to plan from (default: the recipe's).",
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@set_option(RECIPE_SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead of tables.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def plan_cmd(recipe, workdir, sets, as_json, quiet):
     """Print what RECIPE would select, per source: documents and tokens available, after each
     filter, target tokens, repetition factor and share of the mix. Writes nothing.
@@ -35,7 +39,7 @@ def plan_cmd(recipe, workdir, sets, as_json, quiet):
     from mixer.mix import plan
     from mixer.recipe import load_recipe
 
-    r = load_recipe(recipe, parse_overrides(sets), check_inputs=False)
+    r = load_recipe(recipe, parse_sets(sets), check_inputs=False)
     p = plan(r, workdir, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(p.to_dict(), indent=2))
@@ -52,17 +56,25 @@ def plan_cmd(recipe, workdir, sets, as_json, quiet):
 @click.option(
     "--workdir", type=click.Path(file_okay=False), help="Workdir (default: the recipe's)."
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def mix_cmd(recipe, workdir, sets, quiet):
+@set_option(RECIPE_SET_HELP)
+@workers_option
+@executor_options
+@quiet_option
+def mix_cmd(recipe, workdir, sets, workers, executor, quiet):
     """Select the documents of RECIPE's mix from the ingested, tagged workdir: write
-    WORKDIR/mixes/<name>/part-*.parquet and manifest.json. Reruns with the same inputs skip.
+    WORKDIR/mixes/<name>/part-*.parquet and WORKDIR/mixes/<name>.manifest.json (stages
+    mix.stats and mix.select). Reruns with the same inputs skip.
     """
     from mixer.mix import run_mix
     from mixer.recipe import format_tokens, load_recipe
 
-    r = load_recipe(recipe, parse_overrides(sets), check_inputs=False)
-    m = run_mix(r, workdir, progress=not quiet)
+    r = load_recipe(recipe, parse_sets(sets), check_inputs=False)
+    if workers is None and r.mix.get("workers"):
+        executor.workers = r.mix["workers"]
+    try:
+        m = run_mix(r, workdir, progress=not quiet, executor=executor)
+    finally:
+        executor.close()
     state = "unchanged (skipped)" if m.get("skipped") else "written"
     click.echo(
         f"mix {m['mix']}: {m['total_selected_docs']:,} documents, "

@@ -6,46 +6,43 @@ import json
 
 import click
 
-from mixer.commands.mix import _SET_HELP
+from mixer.commands.options import (
+    RECIPE_SET_HELP,
+    executor_options,
+    parse_sets,
+    quiet_option,
+    set_option,
+    workers_option,
+)
 from mixer.pipeline import STAGES, run_recipe
-from mixer.recipe import parse_overrides
 
 
 @click.command("run")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--workdir", default=None, help="Workdir (default: the recipe's `workdir`).")
+@workers_option
+@executor_options
 @click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where the per-shard stages (ingest, tag) run: local processes or Ray tasks.",
-)
-@click.option(
-    "--ray-address",
+    "--until",
     default=None,
-    help="A Ray cluster to join (default with --executor ray: start a local instance).",
+    metavar="STAGE",
+    help=f"Stop after this stage: a step ({', '.join(STAGES)}) or a stage name (ingest.web, "
+    "mix.select, ...).",
 )
-@click.option("--workers", type=int, default=None, help="Processes per stage (default: all cores).")
-@click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
 @click.option(
     "--force",
     multiple=True,
-    type=click.Choice(STAGES),
-    help="Rerun this stage (and those after it) even if cached.",
+    metavar="STAGE",
+    help="Rerun this stage (a step or a stage name, exactly) even if it is up to date; the "
+    "stages that read its outputs rerun as their inputs changed. Repeatable.",
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-@click.option(
-    "--quiet", is_flag=True, help="No progress bars or stage lines (the log file still gets them)."
-)
-def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, sets, quiet):
+@set_option(RECIPE_SET_HELP)
+@quiet_option
+def run_cmd(recipe, workdir, workers, executor, until, force, sets, quiet):
     """Run a recipe end to end: ingest, tag, dedup, mix, tokenize (and train), then the report.
 
     Every stage is cached by its settings and inputs: a rerun with nothing changed does no work,
-    and a killed run resumes where it stopped."""
-    from mixer.executor import configure
-
-    configure(executor, ray_address)
+    and a killed run resumes where it stopped. One run at a time per workdir."""
     wd = run_recipe(
         recipe,
         workdir=workdir,
@@ -53,7 +50,8 @@ def run_cmd(recipe, workdir, executor, ray_address, workers, until, force, sets,
         until=until,
         force=tuple(force),
         quiet=quiet,
-        overrides=parse_overrides(sets),
+        overrides=parse_sets(sets),
+        executor=executor,
     )
     if not quiet:
         click.echo(f"done: {wd}  (log: {wd / 'mixer.log'})")

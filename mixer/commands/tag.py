@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import click
 
+from mixer.commands.options import (
+    executor_options,
+    nest,
+    parse_sets,
+    quiet_option,
+    set_option,
+    workers_option,
+)
 from mixer.errors import MixerError
 
 
 def parse_settings(items: tuple[str, ...]) -> dict[str, dict]:
-    """["gopher.min_words=100", ...] -> {"gopher": {"min_words": 100}}."""
-    from mixer.taggers.base import coerce_setting
-
-    settings: dict[str, dict] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        tagger, dot, name = key.strip().partition(".")
-        if not sep or not dot or not tagger or not name:
-            raise MixerError(
-                f"--set {item!r}: expected TAGGER.KEY=VALUE, e.g. quality.model=model.bin"
-            )
-        settings.setdefault(tagger, {})[name] = coerce_setting(value)
-    return settings
+    """["gopher.min_words=100", ...] -> {"gopher": {"min_words": 100}} (the one --set parser)."""
+    return nest(parse_sets(items, "quality.model=model.bin"))
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -34,17 +31,15 @@ def _split_list(value: str | None) -> list[str]:
     required=True,
     help="Comma-separated taggers, e.g. gopher,c4,fineweb,lang,quality,tokens.",
 )
-@click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+@workers_option
+@executor_options
 @click.option("--sources", default=None, help="Comma-separated sources to tag (default: all).")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
+@set_option(
+    "A tagger setting, repeatable: --set quality.model=m.bin --set gopher.min_words=100.",
     metavar="TAGGER.KEY=VALUE",
-    help="A tagger setting, repeatable: --set quality.model=m.bin --set gopher.min_words=100.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def tag_command(workdir, taggers, workers, sources, sets, quiet):
+@quiet_option
+def tag_command(workdir, taggers, workers, executor, sources, sets, quiet):
     """Tag every document of WORKDIR: writes WORKDIR/attributes/<tagger>/<source>/part-*.parquet.
 
     Parts already tagged with the same settings and models are skipped.
@@ -54,16 +49,18 @@ def tag_command(workdir, taggers, workers, sources, sets, quiet):
     names = _split_list(taggers)
     if not names:
         raise MixerError("--taggers is empty: name at least one tagger")
-    if workers is not None and workers < 1:
-        raise MixerError(f"--workers must be >= 1, got {workers}")
-    summary = tag_workdir(
-        workdir,
-        names,
-        settings=parse_settings(sets),
-        workers=workers,
-        sources=_split_list(sources) or None,
-        progress=not quiet,
-    )
+    try:
+        summary = tag_workdir(
+            workdir,
+            names,
+            settings=parse_settings(sets),
+            workers=workers,
+            sources=_split_list(sources) or None,
+            progress=not quiet,
+            executor=executor,
+        )
+    finally:
+        executor.close()
     click.echo(
         f"tagged {summary['parts_tagged']} part(s), skipped {summary['parts_skipped']} up to date; "
         + ", ".join(f"{k}: {v} docs" for k, v in summary["rows"].items())

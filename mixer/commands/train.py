@@ -62,8 +62,9 @@ def train_cmd(data_dir, out_dir, config_file, sets, preset, val_data, restart, s
     Rerunning on the same --out resumes from its latest checkpoint with the same loss curve.
     Config keys, presets and outputs: docs/train.md.
     """
+    from mixer.commands.options import parse_sets
     from mixer.train import train
-    from mixer.train.config import load_config_file, parse_sets
+    from mixer.train.config import load_config_file
 
     config = load_config_file(config_file) if config_file else {}
     if preset:
