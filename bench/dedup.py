@@ -388,12 +388,20 @@ PLANTED_RUNS = {
 
 def planted(args) -> dict:
     """Planted near-duplicates at Jaccard 0.5-1.0 in real prose and code (bench/dedup_planted.py)."""
+    import pickle
+
     import pyarrow.parquet as pq
 
     from bench.dedup_planted import build, score
 
     t = time.perf_counter()
-    docs, cluster, pairs = build(args.base, seed=args.seed, corpus=args.corpus)
+    cache = Path(args.cache) if args.cache else None
+    if cache and cache.exists():
+        docs, cluster, pairs = pickle.loads(cache.read_bytes())
+    else:
+        docs, cluster, pairs = build(args.base, args.seed, args.corpus, clean=not args.raw)
+        if cache:
+            cache.write_bytes(pickle.dumps((docs, cluster, pairs)))
     mb = sum(len(x.encode()) for _, x in docs) / 1e6
     print(f"corpus: {len(docs):,} documents, {mb:.1f} MB, {len(pairs):,} planted pairs "
           f"(built in {time.perf_counter() - t:.0f} s)")  # fmt: skip
@@ -455,6 +463,8 @@ def main() -> None:
     pl.add_argument("--base", type=int, default=6000, help="base documents (half code)")
     pl.add_argument("--corpus", default=None, help="a realistic .jsonl.zst to draw them from")
     pl.add_argument("--parts", type=int, default=8)
+    pl.add_argument("--raw", action="store_true", help="keep real text's own near-duplicates")
+    pl.add_argument("--cache", default=None, help="keep the built corpus in this file")
     pl.add_argument("--runs", default=None, help="comma list of run labels (default: all)")
     pl.add_argument("--workers", type=int, default=2)
     pl.add_argument("--seed", type=int, default=0)

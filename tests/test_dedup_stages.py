@@ -226,3 +226,20 @@ def test_ray_executor_gives_the_same_bytes(tmp_path, reference):
     finally:
         ray.shutdown()
     assert _digest(tmp_path) == ref
+
+
+def test_jaccard_pairs_matches_python_sets():
+    import numpy as np
+
+    rng = random.Random(14)
+    sets = [[rng.randrange(50) for _ in range(rng.randrange(0, 40))] for _ in range(200)]
+    values = np.array([x for s in sets for x in s], dtype=np.uint32)
+    offsets = np.r_[0, np.cumsum([len(s) for s in sets])]
+    ia = np.array([rng.randrange(200) for _ in range(1000)])
+    ib = np.array([rng.randrange(200) for _ in range(1000)])
+    expected = []
+    for a, b in zip(ia, ib, strict=True):
+        union = set(sets[a]) | set(sets[b])
+        expected.append(len(set(sets[a]) & set(sets[b])) / len(union) if union else 0.0)
+    for cells in (1 << 23, 50):  # one chunk, many chunks
+        assert np.allclose(dstages.jaccard_pairs(values, offsets, ia, ib, cells), expected)

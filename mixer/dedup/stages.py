@@ -735,8 +735,8 @@ class VerifyStage(_DedupStage):
 
 
 def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram: int):
-    """Sorted distinct 32-bit shingle hashes of each of `docs` (sorted ordinals), concatenated,
-    with offsets: set i is values[offsets[i]:offsets[i + 1]]."""
+    """32-bit shingle hashes of each of `docs` (sorted ordinals), concatenated, with offsets:
+    document i's are values[offsets[i]:offsets[i + 1]] (repeats included)."""
     texts = []
     for pi in np.unique(part_of):
         p = parts[int(pi)]
@@ -745,34 +745,39 @@ def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram
         texts.append(col.take(pa.array(rows)).combine_chunks())
     texts = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
     flat, w_off = words(texts)
-    hv, sh_off = shingle_hashes(hash_words(flat), w_off, ngram)
-    doc_of = np.repeat(np.arange(len(docs), dtype=np.uint64), np.diff(sh_off))
-    combined = np.unique((doc_of << U64(32)) | hv.astype(np.uint64))
-    d = (combined >> U64(32)).astype(np.int64)
-    offsets = np.searchsorted(d, np.arange(len(docs) + 1))
-    return (combined & U64(0xFFFFFFFF)).astype(np.uint32), offsets
+    return shingle_hashes(hash_words(flat), w_off, ngram)
 
 
-def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 24) -> np.ndarray:
-    """Exact Jaccard of set ia[k] and set ib[k] for every k (sets sorted and distinct)."""
+def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 23) -> np.ndarray:
+    """Exact Jaccard of the shingle set of ia[k] and that of ib[k], for every k.
+
+    Per chunk of pairs, one sort of (pair, shingle, side) keys: equal neighbours are repeats
+    within one side, then equal (pair, shingle) neighbours are the intersection.
+    """
     sizes = np.diff(offsets)
     sa, sb = sizes[ia], sizes[ib]
     out = np.empty(len(ia))
-    lo = 0
     cum = np.cumsum(sa + sb)
+    lo = 0
     while lo < len(ia):
-        hi = max(lo + 1, int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + chunk_cells)))
-        a, b = ia[lo:hi], ib[lo:hi]
+        base = cum[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(cum, base + chunk_cells, side="right")))
         la, lb = sa[lo:hi], sb[lo:hi]
         lens = np.stack([la, lb], axis=1).reshape(-1)
-        starts = np.stack([offsets[a], offsets[b]], axis=1).reshape(-1)
+        starts = np.stack([offsets[ia[lo:hi]], offsets[ib[lo:hi]]], axis=1).reshape(-1)
         total = int(lens.sum())
         pos = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-        pair = np.repeat(np.arange(hi - lo, dtype=np.uint64), la + lb)
-        keyed = np.sort((pair << U64(32)) | values[pos].astype(np.uint64))
-        dup = keyed[1:] == keyed[:-1]
-        inter = np.bincount((keyed[1:][dup] >> U64(32)).astype(np.int64), minlength=hi - lo)
-        union = la + lb - inter
+        side_id = np.repeat(np.arange(2 * (hi - lo), dtype=np.uint64), lens)  # 2 * pair + side
+        pair_side = ((side_id >> U64(1)) << U64(33)) | (side_id & U64(1))
+        keyed = np.sort(pair_side | (values[pos].astype(np.uint64) << U64(1)))
+        keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]]  # distinct per side
+        pair = (keyed >> U64(33)).astype(np.int64)
+        set_sizes = np.bincount(
+            2 * pair + (keyed & U64(1)).astype(np.int64), minlength=2 * (hi - lo)
+        )
+        both = (keyed[1:] >> U64(1)) == (keyed[:-1] >> U64(1))
+        inter = np.bincount(pair[1:][both], minlength=hi - lo)
+        union = set_sizes[0::2] + set_sizes[1::2] - inter
         out[lo:hi] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
         lo = hi
     return out
