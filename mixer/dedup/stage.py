@@ -21,8 +21,56 @@ from mixer.dedup.stages import (
     dedup_stages,
     signature_floor,
 )
-from mixer.executor import Executor, LocalExecutor
+from mixer.executor import Executor, LocalExecutor, RayExecutor, current_kind
 from mixer.stage import RunContext, run_stage
+
+POOL_MIN_BYTES = 16 << 20  # below this much documents Parquet, one process beats a pool
+
+
+class PersistentPoolExecutor(LocalExecutor):
+    """LocalExecutor with one pool of spawned processes for all the stages of a run.
+
+    Every task runs in a worker, even when a stage has a single task, so the driver's memory
+    stays flat whatever the corpus size, and the workers start once instead of once per stage.
+    Call close() at the end (or use it as a context manager).
+    """
+
+    def __init__(self, workers: int | None = None):
+        super().__init__(workers)
+        self._pool = None
+
+    def _map(self, fn, arglists):
+        if self.workers <= 1:
+            yield from super()._map(fn, arglists)
+            return
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        futures = [self._pool.submit(fn, *args) for args in arglists]
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _documents_bytes(workdir: Path) -> int:
+    root = Path(workdir) / "documents"
+    return sum(p.stat().st_size for p in root.rglob("part-*.parquet")) if root.is_dir() else 0
 
 
 def run_dedup(
@@ -66,10 +114,25 @@ def run_dedup(
         if progress:
             tqdm.write(msg, file=sys.stderr)
 
-    ctx = RunContext(Path(workdir), executor or LocalExecutor(workers), progress, echo)
-    stats = None
-    for stage in stages:
-        stats = run_stage(stage, ctx)
+    own = None
+    if executor is None:
+        if current_kind() == "ray":  # `mixer --executor ray dedup ...`
+            from mixer.executor import _settings
+
+            executor = RayExecutor(_settings["address"], workers)
+        else:
+            w = workers or LocalExecutor().workers
+            if w > 1 and _documents_bytes(workdir) < POOL_MIN_BYTES:
+                w = 1  # starting workers costs more than they save on a small corpus
+            executor = own = PersistentPoolExecutor(w)
+    ctx = RunContext(Path(workdir), executor, progress, echo)
+    try:
+        stats = None
+        for stage in stages:
+            stats = run_stage(stage, ctx)
+    finally:
+        if own is not None:
+            own.close()
     stats = dict(stats)
     stats["cached"] = len(skipped) == len(stages)
     return stats

@@ -73,6 +73,7 @@ BATCH_ROWS = 2048
 DEFAULT_SEED = 42
 DEFAULT_MEMORY_LIMIT = "2GB"
 TASK_BYTES = 16 << 20  # documents Parquet per signature / write task (small parts batched)
+PAIR_TASKS_MAX = 8
 TOP_CLUSTERS = 10
 SAMPLE_IDS = 5
 ALL_PAIRS_MAX = 64  # buckets up to this many distinct texts give every pair
@@ -330,6 +331,9 @@ def make_plan(workdir: Path, settings: dict) -> dict:
         "groups": groups,
         "documents": base,
         "partitions": partitions,
+        # pairs are checked in at least as many tasks as there are signature tasks (up to 8),
+        # so that verification, which reads texts again, runs in parallel on small corpora too
+        "pair_partitions": max(partitions, min(len(groups), PAIR_TASKS_MAX)),
     }
 
 
@@ -628,8 +632,8 @@ class CandidatesStage(_DedupStage):
         return self.dir_fingerprint("sig")
 
     def outputs(self) -> list[Path]:
-        P = self.plan["partitions"]
-        return [self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy" for p in range(P) for q in range(P)]
+        P, Q = self.plan["partitions"], self.plan["pair_partitions"]
+        return [self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy" for p in range(P) for q in range(Q)]
 
     def tasks(self) -> list[Task]:
         G = len(self.plan["groups"])
@@ -640,7 +644,7 @@ class CandidatesStage(_DedupStage):
         ]  # fmt: skip
 
     def run_task(self, task: Task) -> dict:
-        p, G, P = task.args["p"], task.args["groups"], self.plan["partitions"]
+        p, G, Q = task.args["p"], task.args["groups"], self.plan["pair_partitions"]
         b = _concat([_load(self.rec_file(g, "b", p)) for g in range(G)], 3)
         n_records = len(b)
         # one member per identical text in a bucket: the first (identical texts share every
@@ -657,7 +661,7 @@ class CandidatesStage(_DedupStage):
                 pairs[:, 0].astype(np.uint64) * U64(0x9E3779B97F4A7C15)
                 + pairs[:, 1].astype(np.uint64)
             )
-        for q, chunk in enumerate(_split(pairs, _partition(h.view(np.int64), P), P)):
+        for q, chunk in enumerate(_split(pairs, _partition(h.view(np.int64), Q), Q)):
             _save(self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy", chunk)
         return {"records": n_records, "pairs": len(pairs)}
 
@@ -675,14 +679,14 @@ class VerifyStage(_DedupStage):
         return self.dir_fingerprint("pairs")
 
     def outputs(self) -> list[Path]:
-        return [self.state / "edges" / f"q{q:04d}.npy" for q in range(self.plan["partitions"])]
+        return [self.state / "edges" / f"q{q:04d}.npy" for q in range(self.plan["pair_partitions"])]
 
     def tasks(self) -> list[Task]:
         P = self.plan["partitions"]
         return [
             Task(key=f"q{q:04d}", args={"q": q},
                  fingerprint=tree_fingerprint(*(self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy" for p in range(P))))
-            for q in range(P)
+            for q in range(self.plan["pair_partitions"])
         ]  # fmt: skip
 
     def run_task(self, task: Task) -> dict:
@@ -813,7 +817,8 @@ class ResolveStage(_DedupStage):
 
         edges = [_load(self.state / "exact" / f"p{p:04d}.field.npy") for p in range(P)]
         if s["minhash"]:
-            edges += [_load(self.state / "edges" / f"q{q:04d}.npy") for q in range(P)]
+            Q = self.plan["pair_partitions"]
+            edges += [_load(self.state / "edges" / f"q{q:04d}.npy") for q in range(Q)]
         e = _concat(edges, 2)
         if len(e):
             e = np.stack([rep(e[:, 0]), rep(e[:, 1])], axis=1)
