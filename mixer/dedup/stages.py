@@ -382,7 +382,7 @@ class SignaturesStage(_DedupStage):
         g, P = a["g"], a["partitions"]
         perm = permutations(s["num_perm"], s["seed"], s["scheme"]) if s["minhash"] else None
         keys, lengths, quality, sigs, buckets, fields, paras = [], [], [], [], [], [], []
-        shingled = []
+        shingled, shingles, sh_counts = [], [], []
         for part in a["parts"]:
             base = part["base"]
             q = _read_quality(part)
@@ -410,6 +410,9 @@ class SignaturesStage(_DedupStage):
                     hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
                     sig = signatures(hv, sh_off, *perm, s["scheme"])
                     sigs.append(sig)
+                    if s["verify"]:  # kept for the exact Jaccard of candidate pairs
+                        shingles.append(hv)
+                        sh_counts.append(np.diff(sh_off))
                     shingled.append(np.diff(sh_off) > 0)
                     has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
                     bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
@@ -437,6 +440,13 @@ class SignaturesStage(_DedupStage):
         _save(self.sig_file(g, "quality"), qual)
         if s["minhash"]:
             _save(self.sig_file(g, "sig"), _concat(sigs, s["num_perm"], np.uint32))
+        if s["minhash"] and s["verify"]:
+            counts = np.concatenate(sh_counts) if sh_counts else np.zeros(0, np.int64)
+            _save(
+                self.sig_file(g, "shingles"),
+                np.concatenate(shingles) if shingles else np.zeros(0, np.uint32),
+            )
+            _save(self.sig_file(g, "shingle_offsets"), np.r_[0, np.cumsum(counts)].astype(np.int64))
         exact = np.stack([key, docs, length, qual.view(np.int64)], axis=1)
         if not s["exact"]:  # MinHash alone: identical texts join only through their shingles
             exact = exact[np.concatenate(shingled) if shingled else np.zeros(0, bool)]
@@ -727,9 +737,19 @@ class VerifyStage(_DedupStage):
 
     def _jaccard(self, pairs: np.ndarray) -> np.ndarray:
         docs = np.unique(pairs)
-        values, offsets = shingle_sets(
-            self.plan["parts"], docs, self.part_of(docs), self.config["ngram"]
-        )
+        grp = self.group_of(docs)
+        values, counts = [], []
+        for g in np.unique(grp):  # docs and groups are sorted: the sets come out in doc order
+            rel = docs[grp == g] - self.plan["groups"][int(g)]["lo"]
+            off = _load(self.sig_file(int(g), "shingle_offsets"), mmap=True)
+            starts, ends = np.asarray(off[rel]), np.asarray(off[rel + 1])
+            lens = ends - starts
+            pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            pos += np.repeat(starts, lens)
+            values.append(np.asarray(_load(self.sig_file(int(g), "shingles"), mmap=True)[pos]))
+            counts.append(lens)
+        values = np.concatenate(values)
+        offsets = np.r_[0, np.cumsum(np.concatenate(counts))]
         ia, ib = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
         return jaccard_pairs(values, offsets, ia, ib)
 
@@ -752,12 +772,24 @@ def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram
     return shingle_hashes(hash_words(flat), w_off, ngram)
 
 
+def distinct_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each set's values sorted and distinct (sets given as values[offsets[i]:offsets[i + 1]])."""
+    n = len(offsets) - 1
+    doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
+    keyed = np.sort((doc << U64(32)) | values.astype(np.uint64))
+    keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]] if len(keyed) else keyed
+    d = (keyed >> U64(32)).astype(np.int64)
+    return (keyed & U64(0xFFFFFFFF)).astype(np.uint32), np.searchsorted(d, np.arange(n + 1))
+
+
 def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 23) -> np.ndarray:
     """Exact Jaccard of the shingle set of ia[k] and that of ib[k], for every k.
 
-    Per chunk of pairs, one sort of (pair, shingle, side) keys: equal neighbours are repeats
-    within one side, then equal (pair, shingle) neighbours are the intersection.
+    The sets are made sorted and distinct once; then per chunk of pairs the keys (pair, shingle)
+    form two ascending runs per pair, which a stable sort (timsort) merges in linear time, and
+    equal neighbours are the intersection.
     """
+    values, offsets = distinct_sets(values, offsets)
     sizes = np.diff(offsets)
     sa, sb = sizes[ia], sizes[ib]
     out = np.empty(len(ia))
@@ -771,17 +803,11 @@ def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 23) -> np.nda
         starts = np.stack([offsets[ia[lo:hi]], offsets[ib[lo:hi]]], axis=1).reshape(-1)
         total = int(lens.sum())
         pos = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-        side_id = np.repeat(np.arange(2 * (hi - lo), dtype=np.uint64), lens)  # 2 * pair + side
-        pair_side = ((side_id >> U64(1)) << U64(33)) | (side_id & U64(1))
-        keyed = np.sort(pair_side | (values[pos].astype(np.uint64) << U64(1)))
-        keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]]  # distinct per side
-        pair = (keyed >> U64(33)).astype(np.int64)
-        set_sizes = np.bincount(
-            2 * pair + (keyed & U64(1)).astype(np.int64), minlength=2 * (hi - lo)
-        )
-        both = (keyed[1:] >> U64(1)) == (keyed[:-1] >> U64(1))
-        inter = np.bincount(pair[1:][both], minlength=hi - lo)
-        union = set_sizes[0::2] + set_sizes[1::2] - inter
+        pair = np.repeat(np.arange(hi - lo, dtype=np.uint64), la + lb)
+        keyed = np.sort((pair << U64(32)) | values[pos].astype(np.uint64), kind="stable")
+        both = keyed[1:] == keyed[:-1]
+        inter = np.bincount((keyed[1:][both] >> U64(32)).astype(np.int64), minlength=hi - lo)
+        union = la + lb - inter
         out[lo:hi] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
         lo = hi
     return out
