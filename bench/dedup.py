@@ -378,6 +378,65 @@ def sample_compare(args) -> dict:
     }
 
 
+PLANTED_RUNS = {
+    "default (0.8)": {},
+    "default --verify": {"verify": True},
+    "0.6 --verify": {"threshold": 0.6, "verify": True},
+    "0.6 (signature estimate)": {"threshold": 0.6},
+}
+
+
+def planted(args) -> dict:
+    """Planted near-duplicates at Jaccard 0.5-1.0 in real prose and code (bench/dedup_planted.py)."""
+    import pickle
+
+    import pyarrow.parquet as pq
+
+    from bench.dedup_planted import build, score
+
+    t = time.perf_counter()
+    cache = Path(args.cache) if args.cache else None
+    if cache and cache.exists():
+        docs, cluster, pairs = pickle.loads(cache.read_bytes())
+    else:
+        docs, cluster, pairs = build(args.base, args.seed, args.corpus, clean=not args.raw)
+        if cache:
+            cache.write_bytes(pickle.dumps((docs, cluster, pairs)))
+    mb = sum(len(x.encode()) for _, x in docs) / 1e6
+    print(f"corpus: {len(docs):,} documents, {mb:.1f} MB, {len(pairs):,} planted pairs "
+          f"(built in {time.perf_counter() - t:.0f} s)")  # fmt: skip
+    texts = dict(docs)
+    results = {"documents": len(docs), "mb": round(mb, 2), "pairs": len(pairs), "runs": {}}
+    runs = {k: v for k, v in PLANTED_RUNS.items() if not args.runs or k in args.runs.split(",")}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_s:
+        work = Path(tmp_s) / "work"
+        write_workdir(docs, work, parts=args.parts)
+        for label, kw in runs.items():
+            secs, _, stats = run_mixer(work, args.workers, **kw)
+            attrs = {}
+            for p in sorted((work / "attributes" / "dedup" / "web").glob("part-*.parquet")):
+                tab = pq.read_table(p).to_pydict()
+                for i, k, c, d in zip(tab["id"], tab["dedup__keep"], tab["dedup__minhash_cluster"],
+                                      tab["dedup__duplicate_of"], strict=True):  # fmt: skip
+                    attrs[i] = (k, c, d)
+            res = score(attrs, cluster, pairs, texts)
+            res["seconds"] = round(secs, 2)
+            res["largest_cluster"] = max(
+                (c["size"] for c in stats.get("largest_clusters", [])), default=1
+            )
+            for k in ("candidate_pairs", "signature_rejected", "verification_rejected"):
+                if k in stats:
+                    res[k] = stats[k]
+            results["runs"][label] = res
+            r = res["recall"]
+            print(f"{label:26s} {secs:6.1f} s  P {res['precision']:.4f} (similar {res['precision_similar']:.4f}, "
+                  f"{res['unplanted_removals']} unplanted)  R J>=0.8 {r.get('all J>=0.8', 0):.3f}  "
+                  f"J>=0.6 {r.get('all J>=0.6', 0):.3f}  J 0.5-0.6 {r.get('all J>=0.5<0.6', 0):.3f}  "
+                  f"largest cluster {res['largest_cluster']}")  # fmt: skip
+            print("    recall " + ", ".join(f"{k}: {v}" for k, v in r.items()))
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -400,6 +459,17 @@ def main() -> None:
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--json", help="write the results here")
     s.add_argument("--tmp", default=None)
+    pl = sub.add_parser("planted", help="precision/recall at planted Jaccard 0.5-1.0, real text")
+    pl.add_argument("--base", type=int, default=6000, help="base documents (half code)")
+    pl.add_argument("--corpus", default=None, help="a realistic .jsonl.zst to draw them from")
+    pl.add_argument("--parts", type=int, default=8)
+    pl.add_argument("--raw", action="store_true", help="keep real text's own near-duplicates")
+    pl.add_argument("--cache", default=None, help="keep the built corpus in this file")
+    pl.add_argument("--runs", default=None, help="comma list of run labels (default: all)")
+    pl.add_argument("--workers", type=int, default=2)
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--json", help="write the results here")
+    pl.add_argument("--tmp", default=None)
     g = sub.add_parser("_scale_gen")
     g.add_argument("--docs", type=int)
     g.add_argument("--out")
@@ -410,7 +480,9 @@ def main() -> None:
     if args.cmd in ("_scale_gen", "_scale_run"):
         (_scale_gen if args.cmd == "_scale_gen" else _scale_run)(args)
         return
-    res = {"compare": compare, "sample": sample_compare, "scale": scale}[args.cmd](args)
+    res = {"compare": compare, "sample": sample_compare, "scale": scale, "planted": planted}[
+        args.cmd
+    ](args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
 

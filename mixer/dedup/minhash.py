@@ -23,6 +23,7 @@ SCHEMES = ("affine32", "legacy")
 MERSENNE = (1 << 61) - 1
 MAX32 = (1 << 32) - 1
 CHUNK_CELLS = 1 << 19  # shingles x permutations computed at once (stays in cache)
+AFFINE_CHUNK_CELLS = 1 << 21  # permutations x shingles per block of the affine32 path
 
 
 # ---------------------------------------------------------------------------- shingle hashes
@@ -141,11 +142,11 @@ def signatures(
     """MinHash signature of each document: shape (n_docs, num_perm), uint32 (max value if empty)."""
     n_docs = len(sh_offsets) - 1
     num_perm = len(a)
+    if scheme == "affine32":
+        return _signatures_affine32(hv, sh_offsets, a, b)
     sig = np.full((n_docs, num_perm), MAX32, dtype=np.uint32)
     if len(hv) == 0:
         return sig
-    if scheme == "affine32":
-        hv = _fmix32(hv.astype(np.uint32))
     counts = np.diff(sh_offsets)
     doc_of = np.repeat(np.arange(n_docs), counts)
     step = max(CHUNK_CELLS // num_perm, 256)
@@ -160,3 +161,37 @@ def signatures(
             mins = np.minimum.reduceat(m, seg, axis=0)
             sig[seg_docs] = np.minimum(sig[seg_docs], mins)
     return sig
+
+
+def _signatures_affine32(
+    hv: np.ndarray, sh_offsets: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """The affine32 scheme with permutations as the outer axis: each block is (num_perm,
+    shingles), so the per-document minimum is a `minimum.reduceat` along contiguous rows (about
+    three times faster than reducing along the strided axis). A document cut by a block edge is
+    finished by taking the minimum with what the previous block found."""
+    n_docs = len(sh_offsets) - 1
+    num_perm = len(a)
+    sig = np.full((num_perm, n_docs), MAX32, dtype=np.uint32)
+    total = len(hv)
+    if total == 0:
+        return np.ascontiguousarray(sig.T)
+    hv = _fmix32(hv.astype(np.uint32))
+    step = max(AFFINE_CHUNK_CELLS // num_perm, 256)
+    a_col, b_col = a[:, None], b[:, None]
+    with np.errstate(over="ignore"):
+        for lo in range(0, total, step):
+            hi = min(lo + step, total)
+            m = a_col * hv[None, lo:hi]
+            m += b_col
+            d0 = int(np.searchsorted(sh_offsets, lo, side="right")) - 1
+            d1 = int(np.searchsorted(sh_offsets, hi - 1, side="right")) - 1
+            docs = np.arange(d0, d1 + 1)
+            seg = np.maximum(sh_offsets[d0 : d1 + 1], lo) - lo
+            # documents without shingles start where the next one does: drop them
+            keep = np.r_[seg[1:] > seg[:-1], True]
+            docs, seg = docs[keep], seg[keep]
+            mins = np.minimum.reduceat(m, seg, axis=1)
+            np.minimum(sig[:, docs], mins, out=mins)
+            sig[:, docs] = mins
+    return np.ascontiguousarray(sig.T)

@@ -1,0 +1,1153 @@
+"""Dedup as stages over the one stage interface (mixer.stage): every heavy step is a task.
+
+    dedup.signatures  a task per batch of documents parts (sized by bytes, small parts batched):
+                      exact key, length, keep-rule scores, MinHash signature, LSH band keys,
+                      paragraph keys. Records are written split by hash range into P partitions.
+    dedup.exact       a task per partition: exact groups (one representative each, by the keep
+                      rule), equal-field groups (--exact-field) and repeated paragraphs.
+    dedup.candidates  a task per partition of band keys: documents sharing a bucket become
+                      candidate pairs (identical texts collapsed first), split by pair hash.
+    dedup.verify      a task per partition of pairs: each distinct pair is checked once, by its
+                      signature estimate (standard error sqrt(J(1-J)/num_perm)) and, with
+                      --verify, by the exact Jaccard of the two shingle sets.
+    dedup.resolve     one task over the verified graph (only documents that have a verified
+                      neighbour): documents in keep-rule order, each one kept unless a verified
+                      neighbour before it was kept; so a removed document is always verified
+                      similar to the document it is removed for (no chains A~B~C).
+    dedup.write       a task per batch of parts: attributes/dedup/<source>/part-NNNNN.parquet.
+
+Documents are numbered by their ordinal in corpus order (sources sorted, parts by index, rows
+in order); intermediate files live under WORKDIR/state/dedup/ and are named by the plan, so
+outputs do not depend on the executor, the number of workers or the number of partitions.
+The driver holds the plan (one entry per part) and small summaries, never per-document arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mixer.dedup import lsh
+from mixer.dedup.clusters import DEFAULT_KEEP_RULE, parse_keep_rule
+from mixer.dedup.minhash import SCHEMES, permutations, shingle_hashes, signatures
+from mixer.dedup.normalize import (
+    U64,
+    fmix64,
+    hash_sequences,
+    hash_strings,
+    hash_words,
+    normalize,
+    split_words,
+    words,
+)
+from mixer.dedup.paragraphs import paragraph_records, spans_column
+from mixer.errors import MixerError
+from mixer.io import (
+    atomic_path,
+    clean_temporaries,
+    read_json,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from mixer.schema import (
+    attributes_dir,
+    documents_dir,
+    list_parts,
+    list_sources,
+    part_index,
+    part_name,
+    state_dir,
+)
+from mixer.stage import Stage, Task, tree_fingerprint
+
+PLAN_VERSION = 3
+BATCH_ROWS = 2048
+DEFAULT_SEED = 42
+DEFAULT_MEMORY_LIMIT = "2GB"
+TASK_BYTES = 16 << 20  # documents Parquet per signature / write task (small parts batched)
+PAIR_TASKS_MAX = 8
+TOP_CLUSTERS = 10
+SAMPLE_IDS = 5
+ALL_PAIRS_MAX = 64  # buckets up to this many distinct texts give every pair
+BIG_BUCKET_NEIGHBOURS = 8  # larger ones: each member with its next few and the first member
+SIGNATURE_CHECK_SIGMAS = 3.0  # pairs at the threshold pass the signature check 99.9% of the time
+EMPTY_SALT = 0x5BD1E9955BD1E995  # exact keys of texts with no words: hash of the raw text, salted
+RECORD_BYTES = 24 * 4  # per band record, with sorting and pair building overhead
+
+
+DEFAULTS: dict[str, Any] = {
+    "sources": None, "exact": True, "minhash": True, "ngram": 5, "exact_field": None,
+    "num_perm": None, "bands": None, "rows": None, "threshold": 0.8, "verify": False,
+    "paragraphs": False, "keep_rule": DEFAULT_KEEP_RULE, "seed": DEFAULT_SEED,
+    "scheme": "affine32", "memory_limit": DEFAULT_MEMORY_LIMIT, "signature_check": True,
+    "task_bytes": TASK_BYTES,
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def _parse_bytes(value) -> int:
+    if isinstance(value, int):
+        return value
+    s = str(value).strip().upper().replace("IB", "B")
+    for unit, mult in (
+        ("TB", 1 << 40),
+        ("GB", 1 << 30),
+        ("MB", 1 << 20),
+        ("KB", 1 << 10),
+        ("B", 1),
+    ):
+        if s.endswith(unit):
+            try:
+                return int(float(s[: -len(unit)]) * mult)
+            except ValueError:
+                break
+    raise MixerError(f"dedup: memory_limit {value!r} is not a size like 2GB or 512MB")
+
+
+def resolve_settings(settings: dict) -> dict:
+    """Validate the dedup settings (recipe section or command options) and fill in defaults."""
+    unknown = sorted(set(settings) - set(DEFAULTS) - {"workers"})
+    if unknown:
+        raise MixerError(f"dedup: unknown setting(s) {', '.join(unknown)}")
+    s = {**DEFAULTS, **{k: v for k, v in settings.items() if k != "workers"}}
+    if not s["exact"] and not s["minhash"]:
+        s["exact"] = s["minhash"] = True
+    if not isinstance(s["ngram"], int) or s["ngram"] < 1:
+        raise MixerError(f"dedup: ngram must be a positive integer (got {s['ngram']!r})")
+    if s["scheme"] not in SCHEMES:
+        raise MixerError(f"dedup: scheme must be one of {', '.join(SCHEMES)} (got {s['scheme']!r})")
+    try:
+        parse_keep_rule(s["keep_rule"])
+    except ValueError as e:
+        raise MixerError(f"dedup: {e}") from None
+    t = s["threshold"]
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t < 1.0:
+        raise MixerError(f"dedup: threshold must be between 0 and 1 (got {t!r})")
+    num_perm, bands, rows = s["num_perm"], s["bands"], s["rows"]
+    if (bands is None) != (rows is None):
+        raise MixerError(
+            "dedup: give both --bands and --rows, or neither (then --threshold decides)"
+        )
+    if bands is not None:
+        if bands < 1 or rows < 1:
+            raise MixerError(f"dedup: bands and rows must be positive (got {bands} x {rows})")
+        num_perm = num_perm or bands * rows
+        if bands * rows > num_perm:
+            raise MixerError(f"dedup: bands x rows = {bands * rows} exceeds num_perm = {num_perm}")
+    else:
+        num_perm = num_perm or lsh.DEFAULT_NUM_PERM
+        if num_perm < 1:
+            raise MixerError(f"dedup: num_perm must be positive (got {num_perm})")
+        bands, rows = lsh.choose_bands(t, num_perm)
+    s.update(
+        num_perm=num_perm, bands=bands, rows=rows, memory_limit=_parse_bytes(s["memory_limit"])
+    )
+    if s["sources"] is not None:
+        s["sources"] = sorted(set(s["sources"]))
+    if not isinstance(s["task_bytes"], int) or s["task_bytes"] < 1:
+        raise MixerError(f"dedup: task_bytes must be a positive integer (got {s['task_bytes']!r})")
+    return s
+
+
+def signature_floor(threshold: float, num_perm: int) -> float:
+    """Lowest signature estimate a pair may have: three standard errors below the threshold."""
+    return threshold - SIGNATURE_CHECK_SIGMAS * math.sqrt(threshold * (1.0 - threshold) / num_perm)
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+
+def _save(path: Path | str, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+
+
+def _load(path: Path | str, mmap: bool = False) -> np.ndarray:
+    return np.load(path, mmap_mode="r" if mmap else None)
+
+
+def _concat(arrays: list[np.ndarray], cols: int, dtype=np.int64) -> np.ndarray:
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return np.zeros((0, cols), dtype=dtype)
+    return np.concatenate(arrays)
+
+
+def _partition(keys: np.ndarray, n: int) -> np.ndarray:
+    """Partition of each 64-bit key (keys are hashes: the top bits are uniform)."""
+    if n == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    return (((keys.view(np.uint64) >> U64(32)) * U64(n)) >> U64(32)).astype(np.int64)
+
+
+def _split(records: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(n + 1))
+    return [records[order[bounds[i] : bounds[i + 1]]] for i in range(n)]
+
+
+def _rows_sorted_unique(pairs: np.ndarray) -> np.ndarray:
+    if len(pairs) == 0:
+        return pairs
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    p = pairs[order]
+    first = np.r_[True, (p[1:] != p[:-1]).any(axis=1)]
+    return p[first]
+
+
+def priority_order(ordinal: np.ndarray, length: np.ndarray, quality: np.ndarray, rule: str):
+    """Sort keys (most significant last, for np.lexsort) putting the document to keep first."""
+    keys: list[np.ndarray] = []
+    for part in parse_keep_rule(rule):
+        if part == "quality":
+            keys.append(-np.nan_to_num(quality, nan=-np.inf))
+        elif part == "longest":
+            keys.append(-length)
+        elif part == "shortest":
+            keys.append(length)
+        elif part == "first":
+            keys.append(ordinal)
+        elif part == "last":
+            keys.append(-ordinal)
+    keys.append(ordinal)
+    return tuple(reversed(keys))
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+class _DedupStage(Stage):
+    group = "dedup"
+
+    def __init__(self, workdir, settings: dict):
+        super().__init__(workdir, settings)
+        self.state = state_dir(self.workdir) / "dedup"
+        self.plan: dict | None = None
+
+    # plan.json: sources, parts (path, rows, base), task groups, partitions; written by the
+    # signatures stage's setup and read by the others
+    @property
+    def plan_path(self) -> Path:
+        return self.state / "plan.json"
+
+    def setup(self, ctx) -> None:
+        plan = read_json(self.plan_path)
+        if plan is None or plan.get("settings") != _plan_settings(self.config):
+            raise MixerError("dedup: no plan in state/dedup (run the dedup.signatures stage first)")
+        self.plan = plan
+
+    def describe(self) -> str:
+        return self.name
+
+    # file names inside state/dedup
+    def sig_file(self, g: int, kind: str) -> Path:
+        return self.state / "sig" / f"g{g:05d}.{kind}.npy"
+
+    def rec_file(self, g: int, kind: str, p: int) -> Path:
+        return self.state / "sig" / f"g{g:05d}.{kind}-p{p:04d}.npy"
+
+    def group_of(self, docs: np.ndarray) -> np.ndarray:
+        los = np.array([g["lo"] for g in self.plan["groups"]], dtype=np.int64)
+        return np.searchsorted(los, docs, side="right") - 1
+
+    def part_of(self, docs: np.ndarray) -> np.ndarray:
+        bases = np.array([p["base"] for p in self.plan["parts"]], dtype=np.int64)
+        return np.searchsorted(bases, docs, side="right") - 1
+
+    def dir_fingerprint(self, *names: str) -> list:
+        return tree_fingerprint(*(self.state / n for n in names))
+
+
+def _plan_settings(settings: dict) -> dict:
+    return {k: settings[k] for k in sorted(settings)}
+
+
+def _quality_path(workdir: Path, source: str, index: int) -> Path:
+    return attributes_dir(workdir, "quality", source) / part_name(index)
+
+
+def make_plan(workdir: Path, settings: dict) -> dict:
+    available = list_sources(workdir)
+    if not available:
+        raise MixerError(
+            f"dedup: no documents under {documents_dir(workdir)} (run `mixer ingest` first)"
+        )
+    sources = settings["sources"] or available
+    missing = [s for s in sources if s not in available]
+    if missing:
+        raise MixerError(
+            f"dedup: unknown source(s) {', '.join(missing)} (have: {', '.join(available)})"
+        )
+    parts, base = [], 0
+    for source in sources:
+        for path in list_parts(documents_dir(workdir, source)):
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except Exception as e:  # noqa: BLE001 - an unreadable part is a user-facing input error
+                raise MixerError(f"dedup: cannot read documents part {path}: {e}") from None
+            st = path.stat()
+            idx = part_index(path)
+            q = _quality_path(workdir, source, idx)
+            qst = q.stat() if q.exists() else None
+            parts.append({
+                "source": source, "index": idx, "path": str(path), "rows": rows, "base": base,
+                "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "quality": [str(q), qst.st_size, qst.st_mtime_ns] if qst else None,
+            })  # fmt: skip
+            base += rows
+    # task groups: consecutive parts up to task_bytes of Parquet (a larger part alone)
+    groups, cur, cur_bytes = [], [], 0
+    for i, p in enumerate(parts):
+        if cur and cur_bytes + p["size"] > settings["task_bytes"]:
+            groups.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(i)
+        cur_bytes += p["size"]
+    if cur:
+        groups.append(cur)
+    groups = [
+        {"parts": g, "lo": parts[g[0]]["base"], "hi": parts[g[-1]]["base"] + parts[g[-1]]["rows"],
+         "bytes": sum(parts[i]["size"] for i in g)}
+        for g in groups
+    ]  # fmt: skip
+    # partitions: each candidate task's band records within its share of the memory limit
+    records = base * (settings["bands"] if settings["minhash"] else 1)
+    partitions = max(1, math.ceil(records * RECORD_BYTES / settings["memory_limit"]))
+    return {
+        "version": PLAN_VERSION,
+        "settings": _plan_settings(settings),
+        "sources": sources,
+        "parts": parts,
+        "groups": groups,
+        "documents": base,
+        "partitions": partitions,
+        # pairs are checked in at least as many tasks as there are signature tasks (up to 8),
+        # so that verification, which reads texts again, runs in parallel on small corpora too
+        "pair_partitions": max(partitions, min(len(groups), PAIR_TASKS_MAX)),
+    }
+
+
+# ---------------------------------------------------------------------------- 1. signatures
+
+
+class SignaturesStage(_DedupStage):
+    name = "dedup.signatures"
+
+    def setup(self, ctx) -> None:
+        clean_temporaries(self.state)
+        plan = make_plan(self.workdir, self.config)
+        if read_json(self.plan_path) != plan:
+            write_json_atomic(self.plan_path, plan)
+        self.plan = plan
+
+    def input_fingerprint(self) -> Any:
+        return {"plan": self.plan}
+
+    def outputs(self) -> list[Path]:
+        return [self.sig_file(g, "meta") for g in range(len(self.plan["groups"]))]
+
+    def tasks(self) -> list[Task]:
+        tasks = []
+        for g, grp in enumerate(self.plan["groups"]):
+            parts = [self.plan["parts"][i] for i in grp["parts"]]
+            tasks.append(
+                Task(
+                    key=f"g{g:05d}",
+                    args={
+                        "g": g,
+                        "parts": parts,
+                        "lo": grp["lo"],
+                        "hi": grp["hi"],
+                        "partitions": self.plan["partitions"],
+                    },
+                    fingerprint={"parts": parts, "partitions": self.plan["partitions"]},
+                    weight=grp["bytes"],
+                )  # fmt: skip
+            )
+        return tasks
+
+    def run_task(self, task: Task) -> dict:
+        s = self.config
+        a = task.args
+        g, P = a["g"], a["partitions"]
+        perm = permutations(s["num_perm"], s["seed"], s["scheme"]) if s["minhash"] else None
+        keys, lengths, quality, sigs, buckets, fields, paras = [], [], [], [], [], [], []
+        shingled, shingles, sh_counts = [], [], []
+        for part in a["parts"]:
+            base = part["base"]
+            q = _read_quality(part)
+            quality.append(q)
+            cols = ["text"] + (["metadata"] if s["exact_field"] else [])
+            off = 0
+            for batch in pq.ParquetFile(part["path"]).iter_batches(
+                batch_size=BATCH_ROWS, columns=cols
+            ):
+                texts = batch.column(0)
+                n = len(texts)
+                normalized = normalize(texts)
+                flat, offsets = split_words(normalized)
+                wh = hash_words(flat)
+                k = hash_sequences(wh, offsets)
+                empty = np.diff(offsets) == 0
+                if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
+                    raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
+                    k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
+                keys.append(k.view(np.int64))
+                length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
+                lengths.append(length.astype(np.int64))
+                docs = base + off + np.arange(n, dtype=np.int64)
+                if s["minhash"]:
+                    hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
+                    sig = signatures(hv, sh_off, *perm, s["scheme"])
+                    sigs.append(sig)
+                    if s["verify"]:  # kept for the exact Jaccard of candidate pairs
+                        shingles.append(hv)
+                        sh_counts.append(np.diff(sh_off))
+                    shingled.append(np.diff(sh_off) > 0)
+                    has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
+                    bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
+                    nb = s["bands"]
+                    buckets.append(
+                        np.stack(
+                            [bk.reshape(-1), np.repeat(docs[has], nb), np.repeat(k.view(np.int64)[has], nb)],
+                            axis=1,
+                        )
+                    )  # fmt: skip
+                if s["exact_field"]:
+                    fields.append(_field_records(batch.column(1), s["exact_field"], docs))
+                if s["paragraphs"]:
+                    rec = paragraph_records(texts, normalized)
+                    paras.append(
+                        np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
+                    )  # fmt: skip
+                off += n
+        key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        length = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        qual = np.concatenate(quality) if quality else np.zeros(0, np.float64)
+        docs = np.arange(a["lo"], a["hi"], dtype=np.int64)
+        _save(self.sig_file(g, "key"), key)
+        _save(self.sig_file(g, "len"), length)
+        _save(self.sig_file(g, "quality"), qual)
+        if s["minhash"]:
+            _save(self.sig_file(g, "sig"), _concat(sigs, s["num_perm"], np.uint32))
+        if s["minhash"] and s["verify"]:
+            counts = np.concatenate(sh_counts) if sh_counts else np.zeros(0, np.int64)
+            _save(
+                self.sig_file(g, "shingles"),
+                np.concatenate(shingles) if shingles else np.zeros(0, np.uint32),
+            )
+            _save(self.sig_file(g, "shingle_offsets"), np.r_[0, np.cumsum(counts)].astype(np.int64))
+        exact = np.stack([key, docs, length, qual.view(np.int64)], axis=1)
+        if not s["exact"]:  # MinHash alone: identical texts join only through their shingles
+            exact = exact[np.concatenate(shingled) if shingled else np.zeros(0, bool)]
+        outs = {"e": (exact, exact[:, 0])}
+        if s["minhash"]:
+            b = _concat(buckets, 3)
+            outs["b"] = (b, b[:, 0])
+        if s["exact_field"]:
+            f = _concat(fields, 2)
+            # field records carry the keep-rule scores of their documents, like exact records
+            rel = f[:, 1] - a["lo"]
+            f = np.stack([f[:, 0], f[:, 1], length[rel], qual.view(np.int64)[rel]], axis=1)
+            outs["f"] = (f, f[:, 0])
+        if s["paragraphs"]:
+            pr = _concat(paras, 5)
+            outs["para"] = (pr, pr[:, 0])
+        for kind, (rec, k) in outs.items():
+            for p, chunk in enumerate(_split(rec, _partition(k, P), P)):
+                _save(self.rec_file(g, kind, p), chunk)
+        _save(self.sig_file(g, "meta"), np.array([len(key)], dtype=np.int64))  # written last
+        return {"documents": len(key), "records": int(sum(len(v[0]) for v in outs.values()))}
+
+    def finish(self, results: list) -> dict:
+        return {
+            "documents": sum(r["documents"] for r in results),
+            "tasks": len(results),
+            "partitions": self.plan["partitions"],
+        }
+
+
+def _read_quality(part: dict) -> np.ndarray:
+    scores = np.full(part["rows"], np.nan)
+    if part["quality"]:
+        try:
+            col = pq.read_table(part["quality"][0], columns=["quality__score"]).column(0)
+            if len(col) == part["rows"]:
+                scores = col.to_numpy(zero_copy_only=False).astype(np.float64)
+        except (KeyError, OSError, pa.ArrowInvalid):
+            pass
+    return scores
+
+
+def _field_records(meta: pa.Array, field: str, docs: np.ndarray) -> np.ndarray:
+    """(hash of the metadata field's value, doc) for documents that have the field."""
+    values, rows = [], []
+    for i, raw in enumerate(meta.to_pylist()):
+        if not raw:
+            continue
+        try:
+            v = orjson.loads(raw).get(field) if raw.startswith("{") else None
+        except orjson.JSONDecodeError:
+            continue
+        if v is not None:
+            values.append(v if isinstance(v, str) else orjson.dumps(v).decode())
+            rows.append(i)
+    if not rows:
+        return np.zeros((0, 2), np.int64)
+    h = hash_strings(pa.array(values, pa.large_string())).view(np.int64)
+    return np.stack([h, docs[np.array(rows)]], axis=1)
+
+
+# ---------------------------------------------------------------------------- 2. exact groups
+
+
+class ExactStage(_DedupStage):
+    name = "dedup.exact"
+
+    def input_fingerprint(self) -> Any:
+        return self.dir_fingerprint("sig")
+
+    def outputs(self) -> list[Path]:
+        return [self.state / "exact" / f"p{p:04d}.map.npy" for p in range(self.plan["partitions"])]
+
+    def tasks(self) -> list[Task]:
+        G = len(self.plan["groups"])
+        return [
+            Task(key=f"p{p:04d}", args={"p": p, "groups": G},
+                 fingerprint=tree_fingerprint(*(self.rec_file(g, "e", p) for g in range(G))))
+            for p in range(self.plan["partitions"])
+        ]  # fmt: skip
+
+    def run_task(self, task: Task) -> dict:
+        s, p, G = self.config, task.args["p"], task.args["groups"]
+        out = self.state / "exact"
+        e = _concat([_load(self.rec_file(g, "e", p)) for g in range(G)], 4)
+        mapping, sizes = _groups_to_rep(e, s["keep_rule"])
+        _save(out / f"p{p:04d}.map.npy", mapping)
+        edges = np.zeros((0, 2), np.int64)
+        if s["exact_field"]:
+            f = _concat([_load(self.rec_file(g, "f", p)) for g in range(G)], 4)
+            edges = _field_edges(f, s["keep_rule"])
+        _save(out / f"p{p:04d}.field.npy", edges)
+        spans = np.zeros((0, 3), np.int64)
+        if s["paragraphs"]:
+            pr = _concat([_load(self.rec_file(g, "para", p)) for g in range(G)], 5)
+            order = np.lexsort((pr[:, 2], pr[:, 1], pr[:, 0]))
+            pr = pr[order]
+            later = np.r_[False, pr[1:, 0] == pr[:-1, 0]]
+            spans = pr[later][:, [1, 3, 4]]
+            spans = spans[np.lexsort((spans[:, 1], spans[:, 0]))]
+        _save(out / f"p{p:04d}.spans.npy", spans)
+        hist = np.unique(sizes, return_counts=True) if len(sizes) else ([], [])
+        return {
+            "exact_duplicates": len(mapping),
+            "sizes": {str(int(k)): int(v) for k, v in zip(*hist, strict=True)},
+            "field_edges": len(edges),
+            "paragraphs": len(spans),
+        }
+
+    def finish(self, results: list) -> dict:
+        sizes: dict[str, int] = {}
+        for r in results:
+            for k, v in r["sizes"].items():
+                sizes[k] = sizes.get(k, 0) + v
+        return {
+            "exact_duplicates": sum(r["exact_duplicates"] for r in results),
+            "exact_group_sizes": sizes,
+            "field_edges": sum(r["field_edges"] for r in results),
+            "paragraph_spans": sum(r["paragraphs"] for r in results),
+        }
+
+
+def _groups_to_rep(rec: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """rec rows (key, doc, length, quality bits): (doc, representative) for every member that is
+    not its group's representative (the first by the keep rule), sorted by doc; group sizes."""
+    if len(rec) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
+    key, doc, length, qual = rec[:, 0], rec[:, 1], rec[:, 2], rec[:, 3].view(np.float64)
+    order = np.lexsort((*priority_order(doc, length, qual, rule), key))
+    k = key[order]
+    first = np.r_[True, k[1:] != k[:-1]]
+    gid = np.cumsum(first) - 1
+    rep = doc[order][first][gid]
+    sizes = np.bincount(gid)
+    members = ~first
+    m = np.stack([doc[order][members], rep[members]], axis=1)
+    return m[np.argsort(m[:, 0], kind="stable")], sizes[sizes > 1]
+
+
+def _field_edges(rec: np.ndarray, rule: str) -> np.ndarray:
+    """Documents with equal field values: edges from the group's first (by the keep rule) to each
+    member, plus every pair in groups of up to ALL_PAIRS_MAX (so that a removed first member
+    does not leave the others apart)."""
+    if len(rec) == 0:
+        return np.zeros((0, 2), np.int64)
+    key, doc, length, qual = rec[:, 0], rec[:, 1], rec[:, 2], rec[:, 3].view(np.float64)
+    order = np.lexsort((*priority_order(doc, length, qual, rule), key))
+    return _bucket_pairs(key[order], doc[order])
+
+
+def _bucket_pairs(bucket: np.ndarray, doc: np.ndarray) -> np.ndarray:
+    """Pairs of documents sharing a bucket (arrays sorted by bucket): every pair in buckets of up
+    to ALL_PAIRS_MAX members; in larger ones each member with the first member and with its next
+    BIG_BUCKET_NEIGHBOURS members. Rows (a, b) with a < b, sorted and distinct."""
+    n = len(bucket)
+    if n < 2:
+        return np.zeros((0, 2), np.int64)
+    first = np.r_[True, bucket[1:] != bucket[:-1]]
+    gid = np.cumsum(first) - 1
+    sizes = np.bincount(gid)
+    size = sizes[gid]
+    multi = size > 1
+    bucket, doc, gid, size = bucket[multi], doc[multi], gid[multi], size[multi]
+    if len(doc) == 0:
+        return np.zeros((0, 2), np.int64)
+    out = []
+    max_d = int(min(size.max() - 1, ALL_PAIRS_MAX - 1))
+    for d in range(1, max_d + 1):
+        same = gid[:-d] == gid[d:]
+        if d > BIG_BUCKET_NEIGHBOURS:
+            same &= size[:-d] <= ALL_PAIRS_MAX
+        if not same.any():
+            continue
+        out.append(np.stack([doc[:-d][same], doc[d:][same]], axis=1))
+    big = size > ALL_PAIRS_MAX
+    if big.any():
+        starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+        head = doc[starts][np.searchsorted(gid[starts], gid[big])]
+        out.append(np.stack([head, doc[big]], axis=1))
+    pairs = _concat(out, 2)
+    pairs = np.stack([pairs.min(axis=1), pairs.max(axis=1)], axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return _rows_sorted_unique(pairs)
+
+
+# ---------------------------------------------------------------------------- 3. candidates
+
+
+class CandidatesStage(_DedupStage):
+    name = "dedup.candidates"
+
+    def input_fingerprint(self) -> Any:
+        return self.dir_fingerprint("sig")
+
+    def outputs(self) -> list[Path]:
+        P, Q = self.plan["partitions"], self.plan["pair_partitions"]
+        return [self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy" for p in range(P) for q in range(Q)]
+
+    def tasks(self) -> list[Task]:
+        G = len(self.plan["groups"])
+        return [
+            Task(key=f"p{p:04d}", args={"p": p, "groups": G},
+                 fingerprint=tree_fingerprint(*(self.rec_file(g, "b", p) for g in range(G))))
+            for p in range(self.plan["partitions"])
+        ]  # fmt: skip
+
+    def run_task(self, task: Task) -> dict:
+        p, G, Q = task.args["p"], task.args["groups"], self.plan["pair_partitions"]
+        b = _concat([_load(self.rec_file(g, "b", p)) for g in range(G)], 3)
+        n_records = len(b)
+        # one member per identical text in a bucket: the first (identical texts share every
+        # bucket, so it is the first of that text in the corpus; dedup.resolve maps it on)
+        order = np.lexsort((b[:, 1], b[:, 2], b[:, 0]))
+        b = b[order]
+        first = np.r_[True, (b[1:, 0] != b[:-1, 0]) | (b[1:, 2] != b[:-1, 2])]
+        b = b[first]
+        order = np.lexsort((b[:, 1], b[:, 0]))
+        pairs = _bucket_pairs(b[order, 0], b[order, 1])
+        del b, order
+        with np.errstate(over="ignore"):
+            h = fmix64(
+                pairs[:, 0].astype(np.uint64) * U64(0x9E3779B97F4A7C15)
+                + pairs[:, 1].astype(np.uint64)
+            )
+        for q, chunk in enumerate(_split(pairs, _partition(h.view(np.int64), Q), Q)):
+            _save(self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy", chunk)
+        return {"records": n_records, "pairs": len(pairs)}
+
+    def finish(self, results: list) -> dict:
+        return {"band_records": sum(r["records"] for r in results)}
+
+
+# ---------------------------------------------------------------------------- 4. verify
+
+
+class VerifyStage(_DedupStage):
+    name = "dedup.verify"
+
+    def input_fingerprint(self) -> Any:
+        return self.dir_fingerprint("pairs")
+
+    def outputs(self) -> list[Path]:
+        return [self.state / "edges" / f"q{q:04d}.npy" for q in range(self.plan["pair_partitions"])]
+
+    def tasks(self) -> list[Task]:
+        P = self.plan["partitions"]
+        return [
+            Task(key=f"q{q:04d}", args={"q": q},
+                 fingerprint=tree_fingerprint(*(self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy" for p in range(P))))
+            for q in range(self.plan["pair_partitions"])
+        ]  # fmt: skip
+
+    def run_task(self, task: Task) -> dict:
+        s, q, P = self.config, task.args["q"], self.plan["partitions"]
+        pairs = _rows_sorted_unique(
+            _concat([_load(self.state / "pairs" / f"p{p:04d}-q{q:04d}.npy") for p in range(P)], 2)
+        )
+        n = len(pairs)
+        sig_rejected = ver_rejected = 0
+        if n and s["signature_check"]:
+            est = self._estimates(pairs)
+            ok = est >= signature_floor(s["threshold"], s["num_perm"])
+            sig_rejected = int((~ok).sum())
+            pairs = pairs[ok]
+        if len(pairs) and s["verify"]:
+            jac = self._jaccard(pairs)
+            ok = jac >= s["threshold"]
+            ver_rejected = int((~ok).sum())
+            pairs = pairs[ok]
+        _save(self.state / "edges" / f"q{q:04d}.npy", pairs)
+        return {"candidates": n, "signature_rejected": sig_rejected,
+                "verification_rejected": ver_rejected, "verified": len(pairs)}  # fmt: skip
+
+    def _estimates(self, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        docs = np.unique(pairs)
+        grp = self.group_of(docs)
+        sig = np.empty((len(docs), self.config["num_perm"]), dtype=np.uint32)
+        for g in np.unique(grp):
+            sel = np.flatnonzero(grp == g)
+            lo = self.plan["groups"][int(g)]["lo"]
+            sig[sel] = _load(self.sig_file(int(g), "sig"), mmap=True)[docs[sel] - lo]
+        ia, ib = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
+        est = np.empty(len(pairs))
+        for lo in range(0, len(pairs), chunk):
+            hi = lo + chunk
+            est[lo:hi] = (sig[ia[lo:hi]] == sig[ib[lo:hi]]).mean(axis=1)
+        return est
+
+    def _jaccard(self, pairs: np.ndarray) -> np.ndarray:
+        docs = np.unique(pairs)
+        grp = self.group_of(docs)
+        values, counts = [], []
+        for g in np.unique(grp):  # docs and groups are sorted: the sets come out in doc order
+            rel = docs[grp == g] - self.plan["groups"][int(g)]["lo"]
+            off = _load(self.sig_file(int(g), "shingle_offsets"), mmap=True)
+            starts, ends = np.asarray(off[rel]), np.asarray(off[rel + 1])
+            lens = ends - starts
+            pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+            pos += np.repeat(starts, lens)
+            values.append(np.asarray(_load(self.sig_file(int(g), "shingles"), mmap=True)[pos]))
+            counts.append(lens)
+        values = np.concatenate(values)
+        offsets = np.r_[0, np.cumsum(np.concatenate(counts))]
+        ia, ib = np.searchsorted(docs, pairs[:, 0]), np.searchsorted(docs, pairs[:, 1])
+        return jaccard_pairs(values, offsets, ia, ib)
+
+    def finish(self, results: list) -> dict:
+        return {k: sum(r[k] for r in results) for k in
+                ("candidates", "signature_rejected", "verification_rejected", "verified")}  # fmt: skip
+
+
+def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram: int):
+    """32-bit shingle hashes of each of `docs` (sorted ordinals), concatenated, with offsets:
+    document i's are values[offsets[i]:offsets[i + 1]] (repeats included)."""
+    texts = []
+    for pi in np.unique(part_of):
+        p = parts[int(pi)]
+        rows = docs[part_of == pi] - p["base"]
+        col = pq.read_table(p["path"], columns=["text"]).column(0)
+        texts.append(col.take(pa.array(rows)).combine_chunks())
+    texts = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
+    flat, w_off = words(texts)
+    return shingle_hashes(hash_words(flat), w_off, ngram)
+
+
+def distinct_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each set's values sorted and distinct (sets given as values[offsets[i]:offsets[i + 1]])."""
+    n = len(offsets) - 1
+    doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(offsets))
+    keyed = np.sort((doc << U64(32)) | values.astype(np.uint64))
+    keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]] if len(keyed) else keyed
+    d = (keyed >> U64(32)).astype(np.int64)
+    return (keyed & U64(0xFFFFFFFF)).astype(np.uint32), np.searchsorted(d, np.arange(n + 1))
+
+
+def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 23) -> np.ndarray:
+    """Exact Jaccard of the shingle set of ia[k] and that of ib[k], for every k.
+
+    The sets are made sorted and distinct once; then per chunk of pairs the keys (pair, shingle)
+    form two ascending runs per pair, which a stable sort (timsort) merges in linear time, and
+    equal neighbours are the intersection.
+    """
+    values, offsets = distinct_sets(values, offsets)
+    sizes = np.diff(offsets)
+    sa, sb = sizes[ia], sizes[ib]
+    out = np.empty(len(ia))
+    cum = np.cumsum(sa + sb)
+    lo = 0
+    while lo < len(ia):
+        base = cum[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(cum, base + chunk_cells, side="right")))
+        la, lb = sa[lo:hi], sb[lo:hi]
+        lens = np.stack([la, lb], axis=1).reshape(-1)
+        starts = np.stack([offsets[ia[lo:hi]], offsets[ib[lo:hi]]], axis=1).reshape(-1)
+        total = int(lens.sum())
+        pos = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        pair = np.repeat(np.arange(hi - lo, dtype=np.uint64), la + lb)
+        keyed = np.sort((pair << U64(32)) | values[pos].astype(np.uint64), kind="stable")
+        both = keyed[1:] == keyed[:-1]
+        inter = np.bincount((keyed[1:][both] >> U64(32)).astype(np.int64), minlength=hi - lo)
+        union = la + lb - inter
+        out[lo:hi] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        lo = hi
+    return out
+
+
+# ---------------------------------------------------------------------------- 5. resolve
+
+
+class ResolveStage(_DedupStage):
+    name = "dedup.resolve"
+
+    def input_fingerprint(self) -> Any:
+        return self.dir_fingerprint("exact", "edges")
+
+    def outputs(self) -> list[Path]:
+        return [self.state / "resolve" / "removed.npy", self.state / "resolve" / "kept.parquet"]
+
+    def tasks(self) -> list[Task]:
+        return [Task(key="resolve", args={}, fingerprint=self.input_fingerprint())]
+
+    def run_task(self, task: Task) -> dict:
+        s, P = self.config, self.plan["partitions"]
+        out = self.state / "resolve"
+        # identical texts: every member -> its group's representative
+        emap = _concat([_load(self.state / "exact" / f"p{p:04d}.map.npy") for p in range(P)], 2)
+        emap = emap[np.argsort(emap[:, 0], kind="stable")]
+
+        def rep(x: np.ndarray) -> np.ndarray:
+            if not len(emap):
+                return x
+            i = np.minimum(np.searchsorted(emap[:, 0], x), len(emap) - 1)
+            return np.where(emap[i, 0] == x, emap[i, 1], x)
+
+        edges = [_load(self.state / "exact" / f"p{p:04d}.field.npy") for p in range(P)]
+        if s["minhash"]:
+            Q = self.plan["pair_partitions"]
+            edges += [_load(self.state / "edges" / f"q{q:04d}.npy") for q in range(Q)]
+        e = _concat(edges, 2)
+        if len(e):
+            e = np.stack([rep(e[:, 0]), rep(e[:, 1])], axis=1)
+            e = e[e[:, 0] != e[:, 1]]
+            e = _rows_sorted_unique(np.stack([e.min(axis=1), e.max(axis=1)], axis=1))
+        near_removed, near_kept = self._greedy(e)
+        # final: near-removed representatives, and every exact member (to its representative's
+        # kept document when the representative itself was removed)
+        nr_order = np.argsort(near_removed)
+        near_removed, near_kept = near_removed[nr_order], near_kept[nr_order]
+
+        def kept_of(x: np.ndarray) -> np.ndarray:
+            if not len(near_removed):
+                return x
+            i = np.minimum(np.searchsorted(near_removed, x), len(near_removed) - 1)
+            return np.where(near_removed[i] == x, near_kept[i], x)
+
+        removed = np.concatenate([
+            np.stack([emap[:, 0], kept_of(emap[:, 1]), np.zeros(len(emap), np.int64)], axis=1),
+            np.stack([near_removed, near_kept, np.ones(len(near_removed), np.int64)], axis=1),
+        ])  # fmt: skip
+        removed = removed[np.argsort(removed[:, 0], kind="stable")]
+        _save(out / "removed.npy", removed)
+        kept, sizes = np.unique(removed[:, 1], return_counts=True)
+        sizes = sizes + 1
+        ids = _lookup_ids(self.plan["parts"], kept, self.part_of(kept))
+        write_parquet_atomic(
+            out / "kept.parquet",
+            pa.table({"doc": pa.array(kept, pa.int64()), "size": pa.array(sizes, pa.int64()),
+                      "id": pa.array(ids, pa.string())}),
+        )  # fmt: skip
+        # the largest clusters with a few member ids
+        top = np.lexsort((kept, -sizes))[:TOP_CLUSTERS]
+        largest = []
+        for i in top:
+            members = np.r_[kept[i], removed[removed[:, 1] == kept[i], 0][: SAMPLE_IDS - 1]]
+            largest.append({
+                "cluster": int(kept[i]), "size": int(sizes[i]), "kept_id": ids[i],
+                "sample_ids": _lookup_ids(self.plan["parts"], members, self.part_of(members)),
+            })  # fmt: skip
+        hist = np.unique(sizes, return_counts=True)
+        n_docs = self.plan["documents"]
+        by_size = {"1": int(n_docs - len(removed) - len(kept))} if n_docs else {}
+        by_size.update({str(int(k)): int(v) for k, v in zip(*hist, strict=True)})
+        return {
+            "removed": len(removed),
+            "near_removed": len(near_removed),
+            "edges": len(e),
+            "clusters_by_size": {k: v for k, v in by_size.items() if v},
+            "largest_clusters": largest,
+        }
+
+    def _greedy(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Documents in keep-rule order; each is kept unless a verified neighbour earlier in that
+        order was kept, and then removed for the earliest such neighbour."""
+        if len(e) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        nodes = np.unique(e)
+        grp = self.group_of(nodes)
+        length = np.empty(len(nodes), np.int64)
+        quality = np.empty(len(nodes), np.float64)
+        for g in np.unique(grp):
+            sel = np.flatnonzero(grp == g)
+            lo = self.plan["groups"][int(g)]["lo"]
+            length[sel] = _load(self.sig_file(int(g), "len"), mmap=True)[nodes[sel] - lo]
+            quality[sel] = _load(self.sig_file(int(g), "quality"), mmap=True)[nodes[sel] - lo]
+        order = np.lexsort(priority_order(nodes, length, quality, self.config["keep_rule"]))
+        rank = np.empty(len(nodes), np.int64)
+        rank[order] = np.arange(len(nodes))
+        ra, rb = rank[np.searchsorted(nodes, e[:, 0])], rank[np.searchsorted(nodes, e[:, 1])]
+        hi_, lo_ = np.minimum(ra, rb), np.maximum(ra, rb)  # hi_: earlier in keep order
+        # for each node, its earlier neighbours (CSR by the later node, earlier ones ascending)
+        o = np.lexsort((hi_, lo_))
+        nbr = hi_[o]
+        start = np.searchsorted(lo_[o], np.arange(len(nodes) + 1))
+        kept = np.ones(len(nodes), dtype=bool)
+        kept_for = np.full(len(nodes), -1, dtype=np.int64)
+        start_l, nbr_l = start.tolist(), nbr.tolist()
+        kept_l = kept.tolist()
+        for r in range(len(nodes)):  # in keep order: earlier neighbours are decided already
+            for j in range(start_l[r], start_l[r + 1]):
+                if kept_l[nbr_l[j]]:
+                    kept_l[r] = False
+                    kept_for[r] = nbr_l[j]
+                    break
+        kept = np.array(kept_l, dtype=bool)
+        removed_r = np.flatnonzero(~kept)
+        return nodes[order[removed_r]], nodes[order[kept_for[removed_r]]]
+
+    def finish(self, results: list) -> dict:
+        return results[0]
+
+
+def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> list[str]:
+    ids = [""] * len(docs)
+    for pi in np.unique(part_of):
+        p = parts[int(pi)]
+        sel = np.flatnonzero(part_of == pi)
+        col = (
+            pq.read_table(p["path"], columns=["id"]).column(0).take(pa.array(docs[sel] - p["base"]))
+        )
+        for i, v in zip(sel.tolist(), col.to_pylist(), strict=True):
+            ids[i] = v
+    return ids
+
+
+# ---------------------------------------------------------------------------- 6. write
+
+
+class WriteStage(_DedupStage):
+    name = "dedup.write"
+
+    def input_fingerprint(self) -> Any:
+        return self.dir_fingerprint("resolve", "exact")
+
+    def outputs(self) -> list[Path]:
+        return [self.attr_path(p) for p in self.plan["parts"]] + [self.state / "stats.json"]
+
+    def attr_path(self, part: dict) -> Path:
+        return attributes_dir(self.workdir, "dedup", part["source"]) / part_name(part["index"])
+
+    def tasks(self) -> list[Task]:
+        return [
+            Task(key=f"g{g:05d}", args={"g": g}, weight=grp["bytes"],
+                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint()])
+            for g, grp in enumerate(self.plan["groups"])
+        ]  # fmt: skip
+
+    def run_task(self, task: Task) -> list[dict]:
+        s, g = self.config, task.args["g"]
+        grp = self.plan["groups"][g]
+        P = self.plan["partitions"]
+        removed = _load(self.state / "resolve" / "removed.npy", mmap=True)
+        i0, i1 = np.searchsorted(removed[:, 0], [grp["lo"], grp["hi"]])
+        removed = np.asarray(removed[i0:i1])
+        kept_t = pq.read_table(self.state / "resolve" / "kept.parquet")
+        kept_doc = kept_t.column("doc").to_numpy()
+        kept_size = kept_t.column("size").to_numpy()
+        kept_ids = kept_t.column("id")
+        keys = _load(self.sig_file(g, "key"))
+        spans = None
+        if s["paragraphs"]:
+            chunks = []
+            for p in range(P):
+                sp = _load(self.state / "exact" / f"p{p:04d}.spans.npy", mmap=True)
+                j0, j1 = np.searchsorted(sp[:, 0], [grp["lo"], grp["hi"]])
+                chunks.append(np.asarray(sp[j0:j1]))
+            spans = _concat(chunks, 3)
+            spans = spans[np.lexsort((spans[:, 1], spans[:, 0]))]
+        summaries = []
+        for pi in grp["parts"]:
+            part = self.plan["parts"][pi]
+            lo, hi = part["base"], part["base"] + part["rows"]
+            n = part["rows"]
+            docs = np.arange(lo, hi, dtype=np.int64)
+            r0, r1 = np.searchsorted(removed[:, 0], [lo, hi])
+            rem = removed[r0:r1]
+            keep = np.ones(n, dtype=bool)
+            keep[rem[:, 0] - lo] = False
+            cluster = docs.copy()
+            cluster[rem[:, 0] - lo] = rem[:, 1]
+            k_idx = np.searchsorted(kept_doc, cluster)
+            k_idx_c = np.minimum(k_idx, max(len(kept_doc) - 1, 0))
+            in_kept = (kept_doc[k_idx_c] == cluster) if len(kept_doc) else np.zeros(n, bool)
+            size = np.where(in_kept, kept_size[k_idx_c] if len(kept_doc) else 1, 1)
+            dup_idx = np.where(~keep, k_idx_c, -1)
+            dup_of = pa.nulls(n, pa.string())
+            if (~keep).any():
+                taken = kept_ids.take(pa.array(dup_idx, mask=keep))
+                dup_of = taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+            ids = pq.read_table(part["path"], columns=["id"]).column("id")
+            key = keys[lo - grp["lo"] : hi - grp["lo"]]
+            cols = {
+                "id": ids,
+                "dedup__exact_cluster": pa.array(np.char.mod("%016x", key.view(np.uint64)).tolist()
+                                                 if n else [], pa.string()),
+                "dedup__minhash_cluster": pa.array(cluster, pa.int64()),
+                "dedup__cluster_size": pa.array(size, pa.int64()),
+                "dedup__keep": pa.array(keep, pa.bool_()),
+                "dedup__duplicate_of": dup_of,
+            }  # fmt: skip
+            if spans is not None:
+                sel = (spans[:, 0] >= lo) & (spans[:, 0] < hi)
+                cols["dedup__paragraph_spans"] = spans_column(
+                    n, spans[sel, 0] - lo, spans[sel, 1], spans[sel, 2]
+                )
+            write_parquet_atomic(self.attr_path(part), pa.table(cols))
+            summaries.append({
+                "source": part["source"], "documents": n, "removed": int((~keep).sum()),
+                "exact_duplicates": int((rem[:, 2] == 0).sum()),
+            })  # fmt: skip
+        return summaries
+
+    def finish(self, results: list) -> dict:
+        per_source: dict[str, dict] = {
+            s: {"documents": 0, "removed": 0, "kept": 0, "exact_duplicates": 0}
+            for s in self.plan["sources"]
+        }
+        for r in (x for task in results for x in task):
+            d = per_source[r["source"]]
+            d["documents"] += r["documents"]
+            d["removed"] += r["removed"]
+            d["exact_duplicates"] += r["exact_duplicates"]
+        for d in per_source.values():
+            d["kept"] = d["documents"] - d["removed"]
+        self._remove_stale()
+        prior = {n: read_json(state_dir(self.workdir) / "stages" / n / "stage.json") or {}
+                 for n in ("dedup.signatures", "dedup.exact", "dedup.candidates", "dedup.verify",
+                           "dedup.resolve")}  # fmt: skip
+        res = {k: (v.get("result") or {}) for k, v in prior.items()}
+        exact, verify, resolve = res["dedup.exact"], res["dedup.verify"], res["dedup.resolve"]
+        s = self.config
+        n_docs = self.plan["documents"]
+        removed = sum(d["removed"] for d in per_source.values())
+        settings = {k: s[k] for k in sorted(s) if k not in ("task_bytes", "memory_limit")}
+        stats = {
+            "documents": n_docs,
+            "removed": removed,
+            "kept": n_docs - removed,
+            "settings": settings,
+            "lsh": lsh.lsh_summary(s["threshold"], s["bands"], s["rows"]) if s["minhash"] else None,
+            "clusters_by_size": resolve.get("clusters_by_size", {}),
+            "largest_cluster": max((c["size"] for c in resolve.get("largest_clusters", [])), default=1),
+            "exact_clusters_by_size": _exact_hist(n_docs, exact),
+            "removed_per_source": {k: v["removed"] for k, v in per_source.items()},
+            "per_source": per_source,
+            "largest_clusters": resolve.get("largest_clusters", []),
+            "verified_edges": resolve.get("edges", 0),
+            "seconds": {n.split(".")[1]: prior[n].get("seconds") for n in prior},
+            "partitions": self.plan["partitions"],
+            "tasks": len(self.plan["groups"]),
+            "cached": False,
+        }  # fmt: skip
+        if s["exact_field"]:
+            stats["exact_field_edges"] = exact.get("field_edges", 0)
+        if s["minhash"]:
+            stats["candidate_pairs"] = verify.get("candidates", 0)
+            if s["signature_check"]:
+                stats["signature_rejected"] = verify.get("signature_rejected", 0)
+                stats["signature_checked_pairs"] = (
+                    stats["candidate_pairs"] - stats["signature_rejected"]
+                )
+            if s["verify"]:
+                stats["verification_rejected"] = verify.get("verification_rejected", 0)
+                stats["verified_pairs"] = verify.get("verified", 0)
+        if s["paragraphs"]:
+            stats["paragraphs"] = self._paragraph_stats()
+        write_json_atomic(self.state / "stats.json", stats)
+        return stats
+
+    def _paragraph_stats(self) -> dict:
+        flagged = chars = 0
+        docs = []
+        for p in range(self.plan["partitions"]):
+            sp = _load(self.state / "exact" / f"p{p:04d}.spans.npy", mmap=True)
+            flagged += len(sp)
+            chars += int((sp[:, 2] - sp[:, 1]).sum()) if len(sp) else 0
+            docs.append(np.unique(sp[:, 0]))
+        return {"flagged": flagged, "chars": chars,
+                "documents_with_spans": int(len(np.unique(_concat(docs, 0).reshape(-1))))}  # fmt: skip
+
+    def _remove_stale(self) -> None:
+        """Remove dedup attribute parts that an earlier run wrote (named in its record) and this
+        run did not: their clusters refer to another corpus. Nothing else is touched."""
+        record = self.state / "written.json"
+        now = sorted(str(self.attr_path(p)) for p in self.plan["parts"])
+        keep = set(now)
+        for path in (read_json(record) or {}).get("files", []):
+            if path not in keep and Path(path).is_file():
+                Path(path).unlink()
+                parent = Path(path).parent
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+        write_json_atomic(record, {"files": now})
+
+
+def _exact_hist(n_docs: int, exact: dict) -> dict:
+    sizes = {k: v for k, v in exact.get("exact_group_sizes", {}).items()}
+    in_groups = sum(int(k) * v for k, v in sizes.items())
+    out = {"1": n_docs - in_groups} if n_docs - in_groups else {}
+    out.update(sorted(sizes.items(), key=lambda kv: int(kv[0])))
+    return out
+
+
+# ---------------------------------------------------------------------------- the factory
+
+
+def dedup_stages(workdir: str | Path, settings: dict) -> list[Stage]:
+    """The dedup stages, in order, for `settings` (run_dedup's keyword arguments). All share the
+    group "dedup"; the last one's finish returns the stats dict (also in state/dedup/stats.json)."""
+    s = resolve_settings(settings)
+    stages: list[Stage] = [SignaturesStage(workdir, s), ExactStage(workdir, s)]
+    if s["minhash"]:
+        stages += [CandidatesStage(workdir, s), VerifyStage(workdir, s)]
+    stages += [ResolveStage(workdir, s), WriteStage(workdir, s)]
+    return stages
+
+
+def clear_state(workdir: str | Path) -> None:
+    """Remove dedup's intermediate files (state/dedup except the records of written files)."""
+    state = state_dir(Path(workdir)) / "dedup"
+    for name in ("sig", "exact", "pairs", "edges", "resolve"):
+        shutil.rmtree(state / name, ignore_errors=True)
+
+
+__all__ = ["dedup_stages", "resolve_settings", "signature_floor", "DEFAULTS"]
