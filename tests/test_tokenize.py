@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import mixer.tokenization.core as tokenize_module
+import mixer.tokenization.stages as stages_module
 from mixer.cli import main
 from mixer.errors import MixerError
 from mixer.tokenization import load_tokenizer, tokenize_mix
@@ -188,19 +188,17 @@ def test_seed_changes_order_not_multiset(corpus, tmp_path):
 
 def test_deterministic_across_workers_and_rerun_skips(corpus, tmp_path, monkeypatch):
     kw = dict(seed=7, max_tokens_per_part=3000, progress=False)
-    monkeypatch.setattr(tokenize_module, "INDEX_ROW_GROUP", 16)  # several row groups a part
+    # One worker in this process, many small encode tasks, tiny write chunks; two spawned workers with the defaults: the same bytes.
+    monkeypatch.setattr(stages_module, "TASK_TEXT_BYTES", 500)
+    monkeypatch.setattr(stages_module, "PACK_CHUNK_TOKENS", 300)
     one = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
-    # Split row groups into many tasks, pack in tiny chunks with few open files: same bytes.
-    monkeypatch.setattr(tokenize_module, "TASKS_PER_WORKER", 20)
-    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_DOCS", 7)
-    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_TOKENS", 300)
-    monkeypatch.setattr(tokenize_module, "OPEN_TASK_FILES", 3)
-    assert len(tokenize_module.plan_tasks(sorted(corpus["mix"].glob("*.parquet")), 2)) > 30
+    monkeypatch.undo()
     two = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w2", workers=2, **kw)
-    assert one == {**two, "mix_dir": one["mix_dir"]}
-    assert pq.ParquetFile(tmp_path / "w1" / "part-00000.index.parquet").num_row_groups > 1
-    for f in sorted(p.name for p in (tmp_path / "w1").iterdir()):
-        assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    assert one == two and len(one["parts"]) > 2
+    for part in one["parts"]:
+        for f in (part["file"], part["index"], part["metadata"]):
+            assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    assert (tmp_path / "w1/tokens.json").read_bytes() == (tmp_path / "w2/tokens.json").read_bytes()
     stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w1").iterdir()}
     again = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
     assert again == one
@@ -503,6 +501,10 @@ def test_bad_mix_inputs_are_one_line_errors(corpus, tmp_path):
     with pytest.raises(MixerError, match="row 1: text is null"):
         tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
     assert not (tmp_path / "o" / "tokens.json").exists()
+    # The temporary folder stays for a resume; fixed input, a rerun finishes and removes it.
+    pq.write_table(table.drop_null(), bad / "part-00000.parquet")
+    info = tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
+    assert info["documents"] == 1
     assert not list((tmp_path / "o").glob(".tmp-*"))
     (bad / "part-00000.parquet").write_bytes(b"not parquet")
     with pytest.raises(MixerError, match="not a readable Parquet"):
