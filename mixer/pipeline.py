@@ -405,7 +405,7 @@ DECON_INDEX_KEYS = ("ngram", "fields", "min_words")  # the rest of `decon:` conf
 
 
 def _tokenize_stage(rp: RecipePaths) -> Stage:
-    from mixer.tokenize import tokenize_mix
+    from mixer.tokenization import tokenize_mix
     from mixer.verify_tokens import verify_tokens
 
     recipe, wd = rp.recipe, rp.workdir

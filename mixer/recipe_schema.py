@@ -58,7 +58,10 @@ TOKENIZER_TRAIN_KEYS = {
     "special_tokens",
     "seed",
 }
-TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffle"}
+TOKENIZE_KEYS = {
+    "max_tokens_per_part", "workers", "seed", "batch_size", "shuffle", "per_source", "engine",
+    "check_every",
+}  # fmt: skip
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
 MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
 DTYPES = ("auto", "uint16", "uint32")
@@ -104,6 +107,9 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
         "seed": "seed",
         "batch_size": ("int", 1),
         "shuffle": "bool",
+        "per_source": "bool",
+        "engine": ("choice", ("auto", "tiktoken", "hf")),
+        "check_every": ("int", 0),
     },
     "tokenizer.train": {
         "vocab_size": ("int", 257),
@@ -722,7 +728,8 @@ def _vocab_size(path: str) -> int | None:
 def _tokenize_keys() -> set:
     # the pipeline passes tokenizer eos/bos, dtype, seed, workers and progress itself
     exclude = {"eos", "eos_id", "bos", "bos_id", "dtype", "seed", "workers", "progress"}
-    keys = _accepted_keys("mixer.tokenize", "tokenize_mix", exclude, TOKENIZE_KEYS)
+    exclude |= {"executor", "workdir", "echo"}  # the runner's, not the recipe's
+    keys = _accepted_keys("mixer.tokenization", "tokenize_mix", exclude, TOKENIZE_KEYS)
     return keys - {"mix_dir", "tokenizer", "tokenizer_path", "out", "out_dir", "src"}
 
 

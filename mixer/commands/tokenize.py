@@ -36,6 +36,20 @@ import click
 )
 @click.option("--bos-id", type=int, default=None, help="BOS token id, instead of --bos.")
 @click.option("--no-shuffle", is_flag=True, help="Keep the mix order (no global shuffle).")
+@click.option(
+    "--per-source",
+    is_flag=True,
+    help="One folder of parts per source (OUT/<source>/part-NNNNN.npy), e.g. for OLMo-core's "
+    "SourceMixtureDatasetConfig.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "tiktoken", "hf"]),
+    default="auto",
+    show_default=True,
+    help="auto: a tiktoken Encoding built from the tokenizer.json when it gives HF's ids "
+    "(byte-level BPE), else HF tokenizers. Checked against HF on a sample of every run.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def tokenize_cmd(
     mix_dir,
@@ -50,16 +64,19 @@ def tokenize_cmd(
     bos,
     bos_id,
     no_shuffle,
+    per_source,
+    engine,
     quiet,
 ):
     """Tokenize a mix into shuffled, packed token arrays that OLMo's memmap loader reads.
 
-    Writes OUT/part-NNNNN.npy (raw little-endian, no header), part-NNNNN.index.parquet
-    (id, source, start, end) and tokens.json. EOS is appended to every document; literal
+    Writes OUT/part-NNNNN.npy (raw little-endian, no header), part-NNNNN.csv.gz (OLMo-core's
+    metadata: start,end,id,src,loc, no header), part-NNNNN.index.parquet (id, source, start,
+    end) and tokens.json. EOS is appended to every document; literal
     special-token strings inside text are encoded as text. A rerun with the same mix,
     tokenizer and settings does nothing.
     """
-    from mixer.tokenize import tokenize_mix
+    from mixer.tokenization import tokenize_mix
 
     info = tokenize_mix(
         mix_dir,
@@ -75,10 +92,14 @@ def tokenize_cmd(
         bos_id=bos_id,
         progress=not quiet,
         shuffle=not no_shuffle,
+        per_source=per_source,
+        engine=engine,
+        echo=None if quiet else click.echo,
     )
     click.echo(
         f"{info['documents']:,} documents, {info['total_tokens']:,} tokens ({info['dtype']}, "
         f"EOS id {info['eos_id']} {info['eos_token']!r}) in {len(info['parts'])} parts -> {out_dir}"
+        f" (engine: {info['engine']['name']})"
     )
     for source, n in info["tokens_per_source"].items():
         click.echo(f"  {source}: {n:,} tokens, {info['documents_per_source'][source]:,} documents")
