@@ -14,10 +14,12 @@ Two variants (setting `variant`), which differ only where the paper and datatrov
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mixer.errors import MixerError
 from mixer.taggers import text_stats as ts
@@ -245,5 +247,195 @@ class GopherTagger(Tagger):
     def tag(self, docs: pa.Table) -> pa.Table:
         texts = ts.texts_of(docs)
         words = ts.cached_split_words(docs)
-        rows = [self.features(t, w) for t, w in zip(texts, words, strict=True)]
-        return ts.rows_to_table(self.name, rows, INT_FEATURES, FLOAT_FEATURES)
+        feats = batch_features(texts, words, self._stop_words, self.settings["variant"])
+        reasons = batch_first_failure(feats, self.settings, RULES)
+        reasons[np.array([t == "" for t in texts], dtype=bool)] = "empty"
+        cols: dict[str, pa.Array] = {}
+        for f in INT_FEATURES:
+            cols[f"{self.name}__{f}"] = pa.array(feats[f], type=pa.int64())
+        for f in FLOAT_FEATURES:
+            cols[f"{self.name}__{f}"] = pa.array(feats[f], type=pa.float64())
+        cols[f"{self.name}__reason"] = pa.array(list(reasons), type=pa.string())
+        cols[f"{self.name}__keep"] = pa.array(np.asarray(reasons) == "", type=pa.bool_())
+        return pa.table(cols)
+
+
+# ------------------------------------------------------------------ the batch (vectorised) path
+#
+# The same features as `quality_features` + `repetition_features`, computed for a whole batch
+# at once: the words of every document are concatenated and encoded once (Arrow's hash kernel,
+# ids in order of first appearance), n-gram ids are built for all documents together, and only
+# positions whose (n-1)-gram repeats can hold a repeated n-gram, so longer n-grams are computed
+# on ever fewer positions. Per document, only the line and paragraph splits stay in Python.
+# tests/test_taggers_rules.py checks the two paths give identical values.
+
+
+def _factorize(values: np.ndarray) -> np.ndarray:
+    """Dense ids of `values`, numbered in order of first appearance (0, 1, 2, ...)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    enc = pc.dictionary_encode(pa.array(values))
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _ratio_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(len(a)), where=b != 0)
+
+
+def _greedy_dup_chars(positions, keys, chars, n: int) -> int:
+    """datatrove's scan over the positions of repeated n-grams (see ts.duplicate_ngram_chars)."""
+    seen: set[int] = set()
+    next_visit = total = 0
+    for p, k, c in zip(positions, keys, chars, strict=True):
+        if p < next_visit:
+            continue
+        if k in seen:
+            total += c
+            next_visit = p + n
+        else:
+            seen.add(k)
+    return total
+
+
+def batch_features(
+    texts: list[str], words: list[list[str]], stop_words: frozenset, variant: str
+) -> dict[str, np.ndarray]:
+    """Gopher quality and repetition features of a batch, one array per feature."""
+    n_docs = len(texts)
+    lens = np.fromiter(map(len, words), dtype=np.int64, count=n_docs)
+    starts = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    n_tok = int(starts[-1])
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lens)
+    if n_tok:
+        enc = pc.dictionary_encode(pa.array(list(chain.from_iterable(words)), type=pa.string()))
+        ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        distinct = enc.dictionary.to_pylist()
+    else:
+        ids, distinct = np.zeros(0, dtype=np.int64), []
+    n_distinct = max(len(distinct), 1)
+    dlen = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+    dsym = np.fromiter(map(ts.is_symbol_only, distinct), dtype=bool, count=len(distinct))
+    dalpha = np.fromiter(map(ts.has_alpha, distinct), dtype=bool, count=len(distinct))
+    dstop = np.fromiter((w in stop_words for w in distinct), dtype=bool, count=len(distinct))
+    wlen, is_word = dlen[ids], ~dsym[ids]
+    n_words = np.bincount(doc[is_word], minlength=n_docs)
+    word_chars = np.bincount(doc[is_word], weights=wlen[is_word], minlength=n_docs)
+    alpha = np.bincount(doc[dalpha[ids]], minlength=n_docs)
+    stop_at = dstop[ids]
+    stop_pairs = np.unique(doc[stop_at] * n_distinct + ids[stop_at])
+    stop = np.bincount(stop_pairs // n_distinct, minlength=n_docs)
+
+    # per document in Python: what needs the text's lines and paragraphs
+    n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=n_docs)
+    per_doc = np.zeros((n_docs, 11), dtype=np.int64)
+    for i, text in enumerate(texts):
+        lines = text.splitlines()
+        paragraphs = _PARAGRAPH_BREAK.split(text.strip())
+        split_lines = _LINE_BREAK.split(text)  # empty lines do not count as repeated lines
+        per_doc[i] = (
+            text.count("#"),
+            text.count("...") + text.count("…"),
+            len(lines),
+            sum(1 for line in lines if line.lstrip().startswith(("•", "-"))),
+            sum(1 for line in lines if line.rstrip().endswith(("...", "…"))),
+            len(paragraphs),
+            *ts.find_duplicates(paragraphs),
+            len(split_lines),
+            *ts.find_duplicates(split_lines),
+        )
+    hashes, ellipses, n_lines, bullets, ell_lines = per_doc[:, :5].T
+    n_paras, para_dups, para_dup_chars, n_split, line_dups, line_dup_chars = per_doc[:, 5:].T
+    lines_or_1 = np.maximum(n_lines, 1)
+    out: dict[str, np.ndarray] = {
+        "words": n_words,
+        "tokens": lens,
+        "mean_word_length": _ratio_arr(word_chars, n_words),
+        "hash_ratio": _ratio_arr(hashes, lens),
+        "ellipsis_ratio": _ratio_arr(ellipses, lens),
+        "bullet_lines_ratio": np.where(n_lines > 0, bullets / lines_or_1, 0.0),
+        "ellipsis_lines_ratio": np.where(n_lines > 0, ell_lines / lines_or_1, 0.0),
+        "alpha_words_ratio": _ratio_arr(alpha, n_words if variant == "paper" else lens),
+        "stop_words": stop,
+        "dup_para_frac": _ratio_arr(para_dups, n_paras),
+        "dup_para_char_frac": _ratio_arr(para_dup_chars, n_chars),
+        "dup_line_frac": _ratio_arr(line_dups, n_split),
+        "dup_line_char_frac": _ratio_arr(line_dup_chars, n_chars),
+    }
+
+    # n-grams of all documents at once; a unigram id is (document, word), so equal n-grams of
+    # different documents never share an id
+    csum = np.zeros(n_tok + 1, dtype=np.int64)
+    np.cumsum(wlen, out=csum[1:])
+    pos_in_doc = np.arange(n_tok, dtype=np.int64) - starts[doc]
+    room = lens[doc] - pos_in_doc  # words from each position to its document's end
+    uni = _factorize(doc * n_distinct + ids)
+    base = int(uni.max()) + 1 if n_tok else 1
+    prev = uni.copy()  # (n-1)-gram id at each position (meaningful at the candidates only)
+    cand = np.flatnonzero(room >= 2)  # positions that may start a repeated n-gram
+    for n in range(2, max(DUP_NGRAMS) + 1):
+        codes = _factorize(prev[cand] * base + uni[cand + n - 1])
+        counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+        cnt = counts[codes]
+        cand_doc = doc[cand]
+        if n in TOP_NGRAMS:
+            # the most frequent n-gram (first seen on ties) and its characters with spaces;
+            # a document whose candidates all occur once: its first n-gram, once
+            best = np.zeros(n_docs, dtype=np.int64)
+            np.maximum.at(best, cand_doc, cnt)
+            first = starts[:-1].copy()
+            hit = np.flatnonzero((cnt == best[cand_doc]) & (cnt > 1))
+            hit_docs, where = np.unique(cand_doc[hit], return_index=True)
+            first[hit_docs] = cand[hit[where]]
+            best = np.where(lens >= n, np.maximum(best, 1), 0)
+            chars = np.where(
+                best > 0,
+                csum[np.minimum(first + n, n_tok)] - csum[np.minimum(first, n_tok)] + n - 1,
+                0,
+            )
+            out[f"top_{n}gram_char_frac"] = _ratio_arr(chars * best, n_chars)
+        if n in DUP_NGRAMS:
+            dup = np.zeros(n_docs, dtype=np.float64)
+            if variant == "paper":
+                cm = np.maximum.accumulate(codes) if len(codes) else codes
+                rep = cand[1:][codes[1:] <= cm[:-1]]
+                if len(rep):
+                    delta = np.bincount(rep, minlength=n_tok + 1) - np.bincount(
+                        rep + n, minlength=n_tok + 1
+                    )
+                    covered = np.cumsum(delta[:n_tok]) > 0
+                    dup = np.bincount(doc[covered], weights=wlen[covered], minlength=n_docs)
+            else:
+                sel = np.flatnonzero(cnt > 1)
+                if len(sel):
+                    pos, ks, ds = cand[sel], codes[sel], cand_doc[sel]
+                    gram_chars = csum[pos + n] - csum[pos]
+                    bounds = np.flatnonzero(np.r_[True, ds[1:] != ds[:-1], True])
+                    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+                        dup[ds[a]] = _greedy_dup_chars(
+                            pos[a:b].tolist(), ks[a:b].tolist(), gram_chars[a:b].tolist(), n
+                        )
+            out[f"dup_{n}gram_char_frac"] = _ratio_arr(dup, n_chars)
+        # an (n+1)-gram can repeat only where the n-grams at p and p+1 both repeat
+        repeated = np.zeros(n_tok + 1, dtype=bool)
+        repeated[cand[cnt > 1]] = True
+        prev[cand] = codes
+        nxt = cand[repeated[cand] & repeated[cand + 1]]
+        cand = nxt[room[nxt] >= n + 1]
+    return out
+
+
+def batch_first_failure(feats: dict[str, np.ndarray], settings: dict, rules) -> np.ndarray:
+    """`first_failure` for a batch: the first failing rule's reason per document, or ""."""
+    n = len(feats["words"])
+    reasons = np.full(n, "", dtype=object)
+    for column, key, direction, reason in rules:
+        limit = settings.get(key)
+        if limit is None or limit is False:
+            continue
+        value = feats[column]
+        failed = value < limit if direction == "min" else value > limit
+        reasons[(reasons == "") & failed] = reason
+    return reasons

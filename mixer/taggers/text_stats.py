@@ -11,6 +11,7 @@ most of any text. docs/taggers.md gives its measured agreement with spaCy.
 from __future__ import annotations
 
 import re
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -127,34 +128,36 @@ def _split_chunk(chunk: str) -> list[str]:
     return parts
 
 
+def _split_any(chunk: str) -> list[str]:
+    """The words of one whitespace-free chunk."""
+    if chunk.isalnum():
+        if chunk in _BARE_CONTRACTIONS:
+            return list(_BARE_CONTRACTIONS[chunk])
+        if chunk[0].isdigit() and (m := _NUMBER_UNIT.match(chunk)):
+            return list(m.groups())
+        return [chunk]
+    return _split_chunk(chunk)
+
+
 def split_words(text: str) -> list[str]:
-    """Words and punctuation tokens of `text`, in order (spaCy-like English splitting)."""
-    out: list[str] = []
-    append, extend = out.append, out.extend
-    bare = _BARE_CONTRACTIONS
-    number_unit = _NUMBER_UNIT.match
+    """Words and punctuation tokens of `text`, in order (spaCy-like English splitting).
+
+    Every distinct chunk is split once and memoised; a text's words are then its chunks'
+    memoised splits chained together, which runs at C speed (set difference, map, chain)."""
+    chunks = text.split()
     cache = _chunk_cache
-    for chunk in text.split():
-        if chunk.isalnum():
-            if chunk in bare:
-                extend(bare[chunk])
-            elif chunk[0].isdigit() and (m := number_unit(chunk)):
-                extend(m.groups())
-            else:
-                append(chunk)
-        else:
-            parts = cache.get(chunk)
-            if parts is None:
-                parts = _split_chunk(chunk)
-                if len(cache) >= _CHUNK_CACHE_SIZE:
-                    cache.clear()
-                cache[chunk] = parts
-            extend(parts)
-    return out
+    missing = set(chunks).difference(cache)
+    if missing:
+        if len(cache) + len(missing) > _CHUNK_CACHE_SIZE:
+            cache.clear()
+            missing = set(chunks)
+        for chunk in missing:
+            cache[chunk] = _split_any(chunk)
+    return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
 
-# Punctuated chunks ("word,", "(the", "end.") repeat a lot: their splits are memoised.
-_CHUNK_CACHE_SIZE = 200_000
+# Chunks ("the", "word,", "(the", "end.") repeat a lot: their splits are memoised.
+_CHUNK_CACHE_SIZE = 500_000
 _chunk_cache: dict[str, list[str]] = {}
 
 

@@ -1,0 +1,102 @@
+"""The vectorised batch paths of the gopher and lang taggers give the same values as the
+per-document reference implementations, on a varied corpus the test builds (prose, code,
+repeated lines and n-grams, lists, symbols, empty and one-word documents, other scripts)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mixer.taggers import text_stats as ts
+from mixer.taggers.gopher import FLOAT_FEATURES, INT_FEATURES, GopherTagger, batch_features
+from mixer.taggers.lang import LangTagger
+
+WORDS = (
+    "the of and to in is was for on that with as by at from it be this are have an which or "
+    "river budget council library school water quality measure result (see) e.g. U.S. don't "
+    "x=1; foo(bar) {a} [1] -- ... … • # ## 3.14 10% $5 http://example.com/a CVE-2024 ünïcödé"
+).split()
+CODE = '''def f(x):
+    """Return x squared."""
+    if x is None:
+        return 0
+    return x * x
+
+
+class A:
+    def g(self):
+        return [f(i) for i in range(10)]
+'''
+
+
+def _corpus(seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    docs = ["", "a", "a a", "word " * 300, "x y x y x y x y x y x y", CODE, CODE * 3]
+    docs += ["## heading\n\n## heading\n\n- item\n- item\n• bullet...\n", "!!! ??? ...", "\n\n\n"]
+    docs += ["这是一个中文句子。这是另一个句子。", "Привет мир. Это тест.\nПривет мир. Это тест."]
+    for _ in range(300):
+        n = rng.choice([3, 20, 80, 400, 2000])
+        vocab = WORDS[: rng.randint(5, len(WORDS))]
+        words = [rng.choice(vocab) for _ in range(n)]
+        # repeated spans, lines and paragraphs at random
+        if rng.random() < 0.5 and n > 20:
+            i = rng.randrange(n - 10)
+            span = words[i : i + rng.randint(2, 10)]
+            words[rng.randrange(n) : 0] = span * rng.randint(1, 4)
+        seps = [rng.choice([" ", " ", " ", "\n", "\n\n"]) for _ in words]
+        docs.append("".join(w + s for w, s in zip(words, seps, strict=True)))
+    return docs
+
+
+@pytest.mark.parametrize("variant", ["paper", "datatrove"])
+def test_gopher_batch_equals_per_document_features(variant):
+    texts = _corpus()
+    tagger = GopherTagger(variant=variant)
+    words = [ts.split_words(t) for t in texts]
+    rows = [tagger.features(t, w) for t, w in zip(texts, words, strict=True)]
+    for size in (1, 7, len(texts)):  # batch boundaries must not matter
+        got: dict[str, list] = {}
+        for i in range(0, len(texts), size):
+            f = batch_features(
+                texts[i : i + size], words[i : i + size], tagger._stop_words, variant
+            )
+            for k, v in f.items():
+                got.setdefault(k, []).append(v)
+        for k in INT_FEATURES + FLOAT_FEATURES:
+            ref = np.array([r[k] for r in rows])
+            assert np.array_equal(ref, np.concatenate(got[k])), (variant, size, k)
+    table = tagger.tag(pa.table({"text": texts}))
+    assert table.column("gopher__reason").to_pylist() == [r["reason"] for r in rows]
+    assert table.column("gopher__keep").to_pylist() == [r["keep"] for r in rows]
+    # the corpus exercises the repetition rules, not only the trivial cases
+    reasons = {r["reason"] for r in rows}
+    assert {"", "empty", "short_doc"} <= reasons and len(reasons) >= 6
+
+
+def test_split_words_cache_gives_the_same_words():
+    texts = _corpus(1)
+    first = [ts.split_words(t) for t in texts]
+    ts._chunk_cache.clear()
+    assert [ts.split_words(t) for t in reversed(texts)] == first[::-1]
+    assert ts.split_words("Don't stop.") == ["Do", "n't", "stop", "."]
+
+
+def test_lang_batch_equals_py3langid():
+    tagger = LangTagger()
+    tagger.setup()
+    texts = _corpus(2) + [
+        "Le temps était magnifique hier et nous avons marché le long de la rivière.",
+        "Das Wetter war gestern herrlich und wir sind am Fluss entlang spaziert.",
+        "EL TIEMPO FUE MARAVILLOSO AYER",  # all upper case: lower-cased first, as langid
+        "x" * 5000,
+    ]
+    texts = [t for t in texts if t]
+    labels, scores = tagger._batch.classify(texts)
+    for text, label, score in zip(texts, labels, scores, strict=True):
+        ref_label, ref_score = tagger._langid.classify(text)
+        assert label == ref_label, text[:60]
+        assert abs(score - ref_score) < 1e-4
+    assert {"fr", "de", "zh", "ru", "en", "es"} <= set(labels)
