@@ -68,7 +68,7 @@ TOKENIZER_TRAIN_KEYS = {
 }
 TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffle"}
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
-MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
+MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers", "heldout_fraction", "heldout_seed"}
 DTYPES = ("auto", "uint16", "uint32")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -676,6 +676,16 @@ def _check_mix(c: _Checker, data: dict) -> dict:
         c.integer(mix["max_rows_per_part"], ("mix", "max_rows_per_part"), minimum=1)
     if mix.get("workers") is not None:
         c.integer(mix["workers"], ("mix", "workers"), minimum=1)
+    # held-out documents for `mixer ablate` (mixer/ablate/heldout.py)
+    if mix.get("heldout_fraction") is not None:
+        frac = c.number(mix["heldout_fraction"], ("mix", "heldout_fraction"), minimum=0)
+        if not frac < 0.5:
+            raise c.err(("mix", "heldout_fraction"), f"must be below 0.5 (got {frac:g})")
+        mix["heldout_fraction"] = frac
+    if mix.get("heldout_seed") is not None:
+        seed = c.integer(mix["heldout_seed"], ("mix", "heldout_seed"), minimum=0)
+        if seed >= 2**64:
+            raise c.err(("mix", "heldout_seed"), f"must be below 2^64 (got {seed})")
     return mix
 
 
