@@ -229,7 +229,7 @@ def train(
     `config`: train keys (see mixer.train.config.TrainConfig, plus `preset`). A RUN folder that
     holds checkpoints of the same run is resumed; one of a different run is refused unless
     `restart`. `stop_after` ends the run after that many steps, as a kill would (after the
-    checkpoint of that step); a later call resumes. `evaluator(model, device)`, when given, is
+    checkpoint of that step); a later call resumes. `evaluator(model, device, step)`, when given, is
     called at step 0, every `eval_interval` steps and at the end (model in eval mode, no grad);
     the dict it returns goes into that step's metrics row (`mixer ablate` measures held-out
     loss per domain this way).
@@ -347,7 +347,7 @@ def train(
             was_training = model.training
             model.eval()
             with torch.no_grad():
-                row |= evaluator(model, device)
+                row |= evaluator(model, device, step)
             model.train(was_training)
         metrics.add(row)
 
