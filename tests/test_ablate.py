@@ -80,3 +80,122 @@ def test_paired_statistics():
     assert stats.summarize([2.0])["ci95"] is None
     w = stats.winners({"a": {"x": [1.0, 1.1]}, "b": {"x": [1.5, 1.4]}}, ["x"])
     assert w["x"]["winner"] == "a" and w["x"]["margin"] == pytest.approx(0.4)
+
+
+# ------------------------------------------------------------------------ end to end
+
+
+ARGS = [
+    "--tokens", "12K", "--seeds", "2", "--eval-tokens", "1500", "--heldout-fraction", "0.1",
+    "--set", "d_model=32", "--set", "n_heads=2", "--set", "lr=1e-2", "--workers", "1", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ablate")
+    generate(tmp / "data", seed=3, scale=0.08)
+    wd = tmp / "wd"
+    recipes = [
+        small_recipe(tmp, tmp / "data", wd, 0.5, "web50"),
+        small_recipe(tmp, tmp / "data", wd, 0.8, "web80"),
+    ]
+    evalset = tmp / "data" / "eval" / "arc_like.jsonl"
+    args = ["ablate", *map(str, recipes), "--eval", str(evalset), *ARGS]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    out = wd / "ablate" / "web50-vs-web80"
+    return {"wd": wd, "out": out, "args": args, "output": res.output, "recipes": recipes}
+
+
+def test_results_hold_every_domain_with_seed_intervals(ablation):
+    res = json.loads((ablation["out"] / "results.json").read_text())
+    assert list(res["mixes"]) == ["web50", "web80"]
+    names = [d["name"] for d in res["domains"]]
+    assert names[:7] == [
+        "web",
+        "math",
+        "code",
+        "academic",
+        "qa_forum",
+        "instruction",
+        "encyclopedic",
+    ]
+    assert names[7] == "eval:arc_like"
+    assert res["tokens_per_run"] >= 12_000 and res["seeds"] == [0, 1]
+    for mix in ("web50", "web80"):
+        for dom in [*names, "overall"]:
+            bpb = res["results"][mix][dom]["bpb"]
+            assert len(bpb["per_seed"]) == 2 and bpb["ci95"] is not None
+            assert 0 < bpb["mean"] < 12
+    # the mixes really differ in what they train on...
+    shares = {m: res["mixes"][m]["shares"]["web"] for m in res["mixes"]}
+    assert shares["web50"] == pytest.approx(0.5, abs=0.02)
+    assert shares["web80"] == pytest.approx(0.8, abs=0.02)
+    # ...and the more-web mix gains on web relative to math (its share there fell from ~12% to ~5%)
+    diff = res["differences"]["web80 - web50"]
+    assert diff["web"]["mean"] < diff["math"]["mean"]
+    assert set(res["winners"]) == {*names, "overall"}
+    html = (ablation["out"] / "report.html").read_text()
+    assert "<svg" in html and "Which mix wins" in html and "eval:arc_like" in html
+    assert "web80" in ablation["output"] and "results:" in ablation["output"]
+
+
+def test_heldout_documents_are_in_no_mix(ablation):
+    wd = ablation["wd"]
+    for mix in ("web50", "web80"):
+        manifest = json.loads((wd / "mixes" / mix / "manifest.json").read_text())
+        mixed = set()
+        for part in (wd / "mixes" / mix).glob("part-*.parquet"):
+            mixed |= set(pq.read_table(part, columns=["id"]).column("id").to_pylist())
+        for source in manifest["sources"]:
+            ids = pa.concat_tables(
+                pq.read_table(p, columns=["id"])
+                for p in sorted((wd / "documents" / source).glob("part-*.parquet"))
+            ).column("id")
+            held = heldout_mask(ids, 0, 0.1)
+            assert held.any()
+            assert not mixed & set(np.asarray(ids.to_pylist(), dtype=object)[held])
+            # held-out documents count nowhere in the plan
+            assert manifest["sources"][source]["docs_available"] == len(ids) - held.sum()
+
+
+def test_rerun_skips_and_force_gives_identical_results(ablation):
+    out = ablation["out"]
+    before = (out / "results.json").read_bytes()
+    res = CliRunner().invoke(main, [*ablation["args"][:-1]], catch_exceptions=False)
+    assert res.exit_code == 0 and "up to date, skipped" in res.output
+    res = CliRunner().invoke(main, [*ablation["args"], "--force"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_bad_ablation_input_is_one_line(ablation, tmp_path):
+    runner = CliRunner()
+    recipes = list(map(str, ablation["recipes"]))
+    for extra, msg in (
+        (["--set", "lr=nan"], "lr must be a finite number"),
+        (["--proxy", str(tmp_path / "nope.pt")], "nope.pt"),
+        (["--heldout-fraction", "0.9"], "--heldout-fraction"),
+        (["--tokens", "10"], "less than one step"),
+        (["--seeds", "0"], "--seeds"),
+    ):
+        res = runner.invoke(main, ["ablate", *recipes, "--quiet", *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert msg in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_proxy_is_annealed(tmp_path):
+    from mixer.ablate.proxy import proxy_config
+    from mixer.train import train
+    from mixer.train.data import patterned_tokens, write_token_dir
+
+    data = write_token_dir(tmp_path / "tok", [patterned_tokens(3000, 128)], 128)
+    cfg = {"d_model": 32, "n_heads": 2, "seq_len": 16, "batch_size": 4, "steps": 2,
+           "warmup_steps": 0, "lr": 5e-3, "val_fraction": 0, "moe": {"experts": 4}}  # fmt: skip
+    train(data, tmp_path / "run", config=cfg, progress=False)
+    settings = proxy_config(str(tmp_path / "run" / "model.pt"), 640)
+    assert settings["schedule"] == "anneal" and settings["warmup_steps"] == 0
+    assert settings["init_from"].endswith("model.pt") and settings["lr"] == 5e-3
+    assert settings["d_model"] == 32 and settings["moe_experts"] == 4
+    assert settings["steps"] == 10  # 640 tokens / (4 x 16)
