@@ -40,6 +40,17 @@ def test_dropless_routing_matches_a_per_token_reference():
     assert float(moe.load.sum()) == pytest.approx(1.0)  # every slot was processed: dropless
 
 
+def test_moe_runs_under_bf16_autocast():
+    """The CUDA path trains under bf16 autocast; the same code runs under CPU autocast here."""
+    moe = _moe()
+    x = torch.randn(2, 9, D, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = moe(x)
+    assert out.dtype == x.dtype and out.shape == x.shape
+    (out.float().pow(2).mean() + moe.lb_loss + moe.z_loss).backward()
+    assert moe.w_gate.grad is not None and moe.router.weight.grad is not None
+
+
 def _balance_after(lb_weight: float, steps: int = 300) -> torch.Tensor:
     """Start from a router that sends every token to expert 0 (the inputs share a component
     that expert 0's router row points along); train only the router; return the final load."""
