@@ -242,6 +242,9 @@ def _scan_part(recipe: Recipe, source: str, layout: _SourceLayout, part: Path, k
         return ""
 
     table = _read_part_table(source, layout, part, filter_text)
+    outside = _outside_heldout(recipe, table.column("id"))  # held-out hook (mixer ablate)
+    if outside is not None:
+        table = table.take(pa.array(outside))
     con = _connect()
     try:
         con.register("__t", table)
@@ -283,10 +286,24 @@ def _scan_part(recipe: Recipe, source: str, layout: _SourceLayout, part: Path, k
     out = {"index": part_index(part), "docs": len(n), "tokens": int(n.sum()), "funnel": funnel}
     if keep:
         rows = np.flatnonzero(alive)
-        out["rows"] = rows
+        out["rows"] = rows if outside is None else outside[rows]  # row numbers in the part
         out["h"] = seeded_hash(table.column("id").take(pa.array(rows)), recipe.seed)
         out["n"] = n[rows]
     return out
+
+
+def _outside_heldout(recipe: Recipe, ids: pa.ChunkedArray) -> np.ndarray | None:
+    """Held-out hook: the rows NOT held out for evaluation (`mix.heldout_fraction`), or None.
+
+    Held-out documents (mixer/ablate/heldout.py: a seeded hash of the id) are dropped before
+    the filters, so they count nowhere in the plan and no mix can select them.
+    """
+    fraction = recipe.mix.get("heldout_fraction") or 0.0
+    if not fraction:
+        return None
+    from mixer.ablate.heldout import heldout_mask
+
+    return np.flatnonzero(~heldout_mask(ids, int(recipe.mix.get("heldout_seed") or 0), fraction))
 
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)

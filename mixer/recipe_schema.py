@@ -63,7 +63,7 @@ TOKENIZE_KEYS = {
     "check_every",
 }  # fmt: skip
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
-MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
+MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers", "heldout_fraction", "heldout_seed"}
 DTYPES = ("auto", "uint16", "uint32")
 MAX_SEED = 2**63 - 1  # seeds go into int64 columns and numpy generators
 FASTTEXT_LOSSES = ("softmax", "hs", "ns", "ova")
@@ -766,6 +766,18 @@ def _check_mix(c: _Checker, data: dict) -> dict:
         c.integer(mix["max_rows_per_part"], ("mix", "max_rows_per_part"), minimum=1)
     if mix.get("workers") is not None:
         c.integer(mix["workers"], ("mix", "workers"), minimum=1)
+    # held-out documents for `mixer ablate` (mixer/ablate/heldout.py)
+    if mix.get("heldout_fraction") is not None:
+        frac = c.number(mix["heldout_fraction"], ("mix", "heldout_fraction"), minimum=0)
+        if not frac < 0.5:
+            raise c.err(("mix", "heldout_fraction"), f"must be below 0.5 (got {frac:g})")
+        mix["heldout_fraction"] = frac
+    if mix.get("heldout_seed") is not None:
+        c.integer(mix["heldout_seed"], ("mix", "heldout_seed"), minimum=0)
+        if mix["heldout_seed"] > MAX_SEED:
+            raise c.err(
+                ("mix", "heldout_seed"), f"must be at most 2^63-1 (got {mix['heldout_seed']})"
+            )
     return mix
 
 

@@ -94,6 +94,30 @@ def test_config_errors_name_the_key():
     assert cfg.lr == 3e-3 and cfg.schedule == "anneal" and cfg.tie_embeddings
 
 
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["lr=nan"], "lr must be a finite number (got nan)"),
+        (["lr=.inf"], "lr must be a finite number (got inf)"),
+        (["lr=-1"], "lr must be > 0"),
+        (["z_loss=nan"], "z_loss must be a finite number"),
+        (["min_lr_ratio=nan"], "min_lr_ratio must be a finite number"),
+        (["val_fraction=.nan"], "val_fraction must be a finite number"),
+        (["beta2=1.5"], "beta2 must be in [0.0, 0.999999]"),
+        (["adam_eps=0"], "adam_eps must be > 0"),
+        (["weight_decay=-0.1"], "weight_decay must be >= 0.0"),
+        (["seed=18446744073709551616"], "seed must be in [0, 9223372036854775807]"),
+        (["seed=-1"], "seed must be in [0,"),
+        (["steps=inf"], "'steps' wants int"),
+        (["steps=1e400"], "'steps' wants int"),
+    ],
+)
+def test_non_finite_and_out_of_range_values_are_named(sets, message):
+    with pytest.raises(MixerError) as e:
+        make_config(parse_sets(sets))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
 def test_schedules():
     from mixer.train.loop import lr_at
 

@@ -80,6 +80,20 @@ def test_user_errors_are_one_line_exit_2(tmp_path):
     assert res.exit_code == 2 and "train.yaml" in res.output
     res = runner.invoke(main, ["eval", "--ckpt", str(tmp_path / "nope.pt"), "--data", str(tokens)])
     assert res.exit_code == 2 and "nope.pt" in res.output
+    for bad in ("lr=nan", "lr=inf", "seed=18446744073709551616", "beta1=-0.5"):
+        res = runner.invoke(
+            main, ["train", "--data", str(tokens), "--out", str(tmp_path / "r"), "--set", bad]
+        )
+        key = bad.split("=")[0]
+        assert res.exit_code == 2 and key in res.output, (bad, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    nan_yaml = tmp_path / "nan.yaml"
+    nan_yaml.write_text("lr: .nan\n")
+    res = runner.invoke(
+        main,
+        ["train", "--data", str(tokens), "--out", str(tmp_path / "r"), "--config", str(nan_yaml)],
+    )
+    assert res.exit_code == 2 and "lr must be a finite number" in res.output
 
 
 def test_mixer_works_without_torch(tmp_path):

@@ -29,7 +29,12 @@ MODEL_KEYS = (
     "tie_embeddings",
     "rope_theta",
     "norm_eps",
+    "moe_experts",  # only in a mixture-of-experts model's dict (dense checkpoints lack them)
+    "moe_top_k",
+    "moe_hidden",
 )
+MOE_KEYS = ("moe_experts", "moe_top_k", "moe_hidden")
+MAX_SEED = 2**63 - 1  # torch and numpy both take it
 
 
 @dataclass
@@ -46,6 +51,12 @@ class TrainConfig:
     norm_eps: float = 1e-6
     init_std: float = 0.02
     z_loss: float = 1e-5  # weight of the z-loss (log Z)^2 term, as in OLMo 2
+    # --- mixture of experts (OLMoE); `moe: {experts: 8, top_k: 2, ...}` sets these ---
+    moe_experts: int = 0  # 0: a dense SwiGLU MLP in every block
+    moe_top_k: int = 2  # experts per token (dropless: no capacity limit, no token dropped)
+    moe_hidden: int = 0  # expert hidden size; 0: the dense hidden / top_k (equal active params)
+    moe_lb_loss: float = 0.01  # weight of the load-balancing loss (OLMoE: 0.01)
+    moe_z_loss: float = 0.001  # weight of the router z-loss (OLMoE: 0.001)
     # --- optimisation ---
     steps: int = 100
     batch_size: int = 16  # instances per optimizer step
@@ -81,8 +92,22 @@ class TrainConfig:
             return self.mlp_hidden
         return int(math.ceil(self.d_model * 8 / 3 / 64) * 64)
 
+    @property
+    def expert_hidden(self) -> int:
+        if self.moe_hidden:
+            return self.moe_hidden
+        return max(1, self.ffn_hidden // max(self.moe_top_k, 1))
+
     def model_dict(self) -> dict:
-        return {k: getattr(self, k) for k in MODEL_KEYS} | {"mlp_hidden": self.ffn_hidden}
+        out = {k: getattr(self, k) for k in MODEL_KEYS if k not in MOE_KEYS}
+        out["mlp_hidden"] = self.ffn_hidden
+        if self.moe_experts:
+            out |= {
+                "moe_experts": self.moe_experts,
+                "moe_top_k": self.moe_top_k,
+                "moe_hidden": self.expert_hidden,
+            }
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,7 +180,7 @@ def _coerce(key: str, value, where: str):
         if value is None:
             return ""
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MixerError(f"{where}: train key {key!r} wants {kind}, got {value!r}") from None
 
 
@@ -163,6 +188,20 @@ def make_config(overrides: dict | None = None, where: str = "train config") -> T
     """A validated TrainConfig from a preset (key `preset`) plus overrides; names bad keys."""
     values = dict(overrides or {})
     preset = values.pop("preset", "demo") or "demo"
+    if "moe" in values:  # moe: {experts: 8, top_k: 2, hidden: 0, lb_loss: 0.01, z_loss: 0.001}
+        moe = values.pop("moe")
+        if moe in (None, False, 0):
+            moe = {"experts": 0}
+        if not isinstance(moe, dict):
+            raise MixerError(
+                f"{where}: train key 'moe' wants a mapping such as {{experts: 8, top_k: 2}}, got {moe!r}"
+            )
+        for key, value in moe.items():
+            if f"moe_{key}" not in _FIELD_TYPES:
+                raise MixerError(
+                    f"{where}: unknown key 'moe.{key}' (known: experts, top_k, hidden, lb_loss, z_loss)"
+                )
+            values[f"moe_{key}"] = value
     if preset not in PRESETS:
         raise MixerError(f"{where}: unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     merged = dict(PRESETS[preset])
@@ -179,6 +218,36 @@ def make_config(overrides: dict | None = None, where: str = "train config") -> T
 def validate(cfg: TrainConfig, where: str = "train config") -> None:
     def bad(msg):
         raise MixerError(f"{where}: {msg}")
+
+    for f in fields(cfg):  # nan and inf are never a setting: name the key before any work
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            bad(f"{f.name} must be a finite number (got {value})")
+    for key, lo, hi in (  # (key, lowest allowed, highest allowed) for the plain ranges
+        ("beta1", 0.0, 0.999999),
+        ("beta2", 0.0, 0.999999),
+        ("weight_decay", 0.0, None),
+        ("grad_clip", 0.0, None),
+        ("z_loss", 0.0, None),
+        ("peak_flops", 0.0, None),
+        ("moe_lb_loss", 0.0, None),
+        ("moe_z_loss", 0.0, None),
+        ("seed", 0, MAX_SEED),
+        ("split_seed", 0, MAX_SEED),
+        ("warmup_steps", 0, None),
+        ("moe_experts", 0, None),
+        ("moe_hidden", 0, None),
+    ):
+        value = getattr(cfg, key)
+        if value < lo or (hi is not None and value > hi):
+            span = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            bad(f"{key} must be {span} (got {value})")
+    for key in ("init_std", "adam_eps", "rope_theta", "norm_eps"):
+        if getattr(cfg, key) <= 0:
+            bad(f"{key} must be > 0 (got {getattr(cfg, key)})")
+    if cfg.moe_experts:
+        if not 1 <= cfg.moe_top_k <= cfg.moe_experts:
+            bad(f"moe_top_k must be in [1, moe_experts={cfg.moe_experts}] (got {cfg.moe_top_k})")
 
     for key in ("d_model", "n_layers", "n_heads", "seq_len", "steps", "batch_size", "grad_accum"):
         if getattr(cfg, key) < 1:

@@ -222,13 +222,17 @@ def train(
     val_data: str | Path | None = None,
     restart: bool = False,
     stop_after: int | None = None,
+    evaluator=None,
 ) -> dict:
     """Train the bundled model on a tokens folder; returns the run summary.
 
     `config`: train keys (see mixer.train.config.TrainConfig, plus `preset`). A RUN folder that
     holds checkpoints of the same run is resumed; one of a different run is refused unless
     `restart`. `stop_after` ends the run after that many steps, as a kill would (after the
-    checkpoint of that step); a later call resumes.
+    checkpoint of that step); a later call resumes. `evaluator(model, device, step)`, when given, is
+    called at step 0, every `eval_interval` steps and at the end (model in eval mode, no grad);
+    the dict it returns goes into that step's metrics row (`mixer ablate` measures held-out
+    loss per domain this way).
     """
     cfg = make_config(config)
     info = read_token_info(data_dir)
@@ -331,11 +335,21 @@ def train(
         + f"; uniform loss ln(V) = {uniform_loss(cfg.vocab_size):.3f}",
     )
 
-    def evaluate_now() -> float:
-        loss = mean_loss(model, val_stream, cfg.seq_len, val_ids, micro, device)
-        metrics.add({"step": step, "val_loss": loss, "val_ppl": math.exp(min(loss, 50))})
-        _say(progress, f"step {step:>6}  val loss {loss:.4f}  ppl {math.exp(min(loss, 50)):.1f}")
-        return loss
+    def evaluate_now() -> None:
+        row: dict = {"step": step}
+        if val_ids.size:
+            loss = mean_loss(model, val_stream, cfg.seq_len, val_ids, micro, device)
+            row |= {"val_loss": loss, "val_ppl": math.exp(min(loss, 50))}
+            _say(
+                progress, f"step {step:>6}  val loss {loss:.4f}  ppl {math.exp(min(loss, 50)):.1f}"
+            )
+        if evaluator is not None:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                row |= evaluator(model, device, step)
+            model.train(was_training)
+        metrics.add(row)
 
     def save_checkpoint() -> None:
         rng = {"torch": torch.get_rng_state()}
@@ -360,7 +374,8 @@ def train(
         )
         ckpt_io.prune(out, cfg.keep_checkpoints)
 
-    if step == 0 and val_ids.size and not any("val_loss" in r for r in metrics.rows):
+    evaluating = bool(val_ids.size) or evaluator is not None
+    if step == 0 and evaluating and not any(r.get("step") == 0 for r in metrics.rows):
         evaluate_now()
 
     model.train()
@@ -377,13 +392,18 @@ def train(
             batch_t = torch.from_numpy(batch)
             if device.type == "cuda":
                 batch_t = batch_t.pin_memory().to(device, non_blocking=True)
-            ce_parts, z_parts = [], []
+            ce_parts, z_parts, moe_parts = [], [], []
             for m in range(cfg.grad_accum):
                 x = batch_t[m * micro : (m + 1) * micro]
                 with autocast_for(device):
                     logits = fwd_model(x[:, :-1])
                 ce, z = loss_terms(logits, x[:, 1:])
-                ((ce + cfg.z_loss * z) / cfg.grad_accum).backward()
+                loss = ce + cfg.z_loss * z
+                moe = model.moe_losses()
+                if moe is not None:  # OLMoE: load balancing + router z-loss, per layer, summed
+                    loss = loss + cfg.moe_lb_loss * moe[0] + cfg.moe_z_loss * moe[1]
+                    moe_parts.append(torch.stack([moe[0].detach(), moe[1].detach()]))
+                (loss / cfg.grad_accum).backward()
                 ce_parts.append(ce.detach())
                 z_parts.append(z.detach())
             if cfg.grad_clip > 0:
@@ -418,6 +438,9 @@ def train(
                     "epoch": round(loader.epoch, 4),
                     "tokens_per_s": round(tok_s, 1),
                 }
+                if moe_parts:
+                    lb, rz = torch.stack(moe_parts).mean(dim=0).tolist()
+                    row |= {"moe_lb_loss": lb, "moe_router_z": rz}
                 if peak:
                     row["mfu"] = round(flops_tok * tok_s / peak, 4)
                 metrics.add(row)
@@ -430,7 +453,7 @@ def train(
                 logged = True
             else:
                 logged = False
-            if val_ids.size and (step % cfg.eval_interval == 0 or step == cfg.steps):
+            if evaluating and (step % cfg.eval_interval == 0 or step == cfg.steps):
                 evaluate_now()
             if step % cfg.checkpoint_interval == 0 or step == cfg.steps or step == stop_at:
                 save_checkpoint()

@@ -11,6 +11,13 @@ What makes it OLMo 2 (the OLMo 2 report, "2 OLMo 2 Furious", Team OLMo 2024):
 - z-loss: a small penalty on (log Z)^2, the squared log-partition of the output softmax.
 - Untied input/output embeddings by default, as in OLMo 2 (`tie_embeddings: true` shares them,
   which halves the embedding parameters of a tiny CPU model).
+
+With `moe_experts > 0` every block's MLP is a mixture of SwiGLU experts in the OLMoE style
+(OLMoE, Muennighoff et al. 2024): a linear router, softmax over all experts, the top-k experts
+per token weighted by their (unrenormalised) router probabilities, dropless (every token is
+processed by all k of its experts, no capacity limit), a load-balancing loss and a router
+z-loss. With the default expert width (dense hidden / k) it has the dense model's active
+parameters per token.
 """
 
 from __future__ import annotations
@@ -82,12 +89,82 @@ class SwiGLU(nn.Module):
         return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
 
 
+class MoE(nn.Module):
+    """Dropless top-k mixture of SwiGLU experts (OLMoE).
+
+    After each forward, `lb_loss` holds the load-balancing loss E * sum_i f_i * P_i (f_i: the
+    fraction of routed slots that went to expert i, P_i: its mean router probability; 1.0 when
+    perfectly balanced) and `z_loss` the router z-loss mean(logsumexp(router logits)^2).
+    `load` holds f (detached), for tests and logs.
+    """
+
+    def __init__(self, d_model: int, hidden: int, n_experts: int, top_k: int):
+        super().__init__()
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.router = nn.Linear(d_model, n_experts, bias=False)
+        self.w_gate = nn.Parameter(torch.empty(n_experts, d_model, hidden))
+        self.w_up = nn.Parameter(torch.empty(n_experts, d_model, hidden))
+        self.w_down = nn.Parameter(torch.empty(n_experts, hidden, d_model))
+        for w in (self.w_gate, self.w_up, self.w_down):
+            nn.init.normal_(w, 0.0, 0.02)
+        self.lb_loss: torch.Tensor | None = None
+        self.z_loss: torch.Tensor | None = None
+        self.load: torch.Tensor | None = None
+
+    def expert_params(self) -> int:
+        return self.w_gate.numel() + self.w_up.numel() + self.w_down.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        n_tok, k, n_exp = x.shape[0], self.top_k, self.n_experts
+        logits = self.router(x).float()  # routing decisions in float32, also under bf16
+        probs = logits.softmax(dim=-1)
+        weights, experts = probs.topk(k, dim=-1)  # (tokens, k)
+        flat = experts.reshape(-1)
+        counts = torch.bincount(flat, minlength=n_exp)
+        load = counts.float() / max(n_tok * k, 1)
+        self.load = load.detach()
+        self.lb_loss = n_exp * (load * probs.mean(dim=0)).sum()
+        self.z_loss = torch.logsumexp(logits, dim=-1).pow(2).mean()
+        # Dropless dispatch: sort the (token, slot) assignments by expert, run each expert on
+        # its contiguous group, scatter the weighted outputs back to their tokens.
+        order = torch.argsort(flat, stable=True)
+        token_of = order // k
+        xs = x[token_of]
+        outs = []
+        start = 0
+        for e, c in enumerate(counts.tolist()):
+            if c:
+                xe = xs[start : start + c]
+                h = F.silu(xe @ self.w_gate[e]) * (xe @ self.w_up[e])
+                outs.append(h @ self.w_down[e])
+                start += c
+        y = torch.cat(outs).float() * weights.reshape(-1)[order].unsqueeze(-1)
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        out.index_add_(0, token_of, y)
+        return out.reshape(shape).to(x.dtype)
+
+
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, hidden: int, eps: float):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        hidden: int,
+        eps: float,
+        moe_experts: int = 0,
+        moe_top_k: int = 2,
+        moe_hidden: int = 0,
+    ):
         super().__init__()
         self.attn = Attention(d_model, n_heads, eps)
         self.attn_norm = RMSNorm(d_model, eps)
-        self.mlp = SwiGLU(d_model, hidden)
+        if moe_experts:
+            self.mlp = MoE(d_model, moe_hidden or hidden // moe_top_k, moe_experts, moe_top_k)
+        else:
+            self.mlp = SwiGLU(d_model, hidden)
         self.mlp_norm = RMSNorm(d_model, eps)
 
     def forward(self, x, cos, sin):
@@ -108,13 +185,17 @@ class Transformer(nn.Module):
         tie_embeddings: bool = False,
         rope_theta: float = 500_000.0,
         norm_eps: float = 1e-6,
+        moe_experts: int = 0,
+        moe_top_k: int = 2,
+        moe_hidden: int = 0,
     ):
         super().__init__()
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, mlp_hidden, norm_eps) for _ in range(n_layers)
+            Block(d_model, n_heads, mlp_hidden, norm_eps, moe_experts, moe_top_k, moe_hidden)
+            for _ in range(n_layers)
         )
         self.final_norm = RMSNorm(d_model, norm_eps)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
@@ -146,11 +227,24 @@ class Transformer(nn.Module):
             x = block(x, cos, sin)
         return self.lm_head(self.final_norm(x))
 
+    def moe_layers(self) -> list[MoE]:
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoE)]
+
+    def moe_losses(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(load-balancing loss, router z-loss) of the last forward, summed over layers."""
+        layers = self.moe_layers()
+        if not layers:
+            return None
+        return sum(m.lb_loss for m in layers), sum(m.z_loss for m in layers)
+
     def matmul_params(self) -> int:
-        """Weights used in a matrix multiply per token (all but the embedding lookup)."""
+        """Weights used in a matrix multiply per token (all but the embedding lookup); for a
+        mixture of experts, only the k experts a token is routed to count (active parameters)."""
         n = sum(p.numel() for name, p in self.named_parameters() if not name.startswith("embed."))
         if self.lm_head.weight is self.embed.weight:
             n += self.lm_head.weight.numel()  # shared, but still multiplied by every token
+        for m in self.moe_layers():
+            n -= m.expert_params() * (m.n_experts - m.top_k) // m.n_experts
         return n
 
     def flops_per_token(self) -> float:
