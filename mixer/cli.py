@@ -13,7 +13,7 @@ import click
 from mixer import __version__
 from mixer.errors import MixerError
 
-COMMAND_MODULES = ("ingest", "tag", "dedup", "decon", "mix", "tokenize", "train", "run")
+COMMAND_MODULES = ("ingest", "tag", "dedup", "decon", "mix", "tokenize", "train", "run", "export")
 
 
 class MixerGroup(click.Group):
