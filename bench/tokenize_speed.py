@@ -113,7 +113,7 @@ print(sum(len(e.ids) for e in encs), w1 - w0, c1 - c0)
 
 API_CODE = """
 import resource, sys, time
-from mixer.tokenize import tokenize_mix
+from mixer.tokenization import tokenize_mix
 def cpu():
     a, b = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime

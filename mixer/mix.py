@@ -51,7 +51,7 @@ TOKENS_COLUMN = "tokens__count"
 TARGET_TOLERANCE = 0.005  # a target within 0.5% counts as reached
 MANIFEST = "manifest.json"
 MIX_COLUMNS = ("id", "text", "source", "repeat", "doc_part", "doc_row")
-MIX_VERSION = 2  # bump when the selection changes: reruns must not skip
+MIX_VERSION = 3  # bump when the selection changes: reruns must not skip
 
 
 # ------------------------------------------------------------------------------ plan model
@@ -576,7 +576,8 @@ def _write_part(
     span_part: Path | None,
     span_col: str | None,
 ) -> dict:
-    docs = pq.read_table(doc_part, columns=["id", "text"])
+    provenance = [c for c in ("src_file", "src_line") if c in pq.read_schema(doc_part).names]
+    docs = pq.read_table(doc_part, columns=["id", "text", *provenance])
     reps = np.repeat(rows, copies)
     first = np.repeat(np.cumsum(copies) - copies, copies)  # where each document's copies start
     repeat = (np.arange(len(reps)) - first).astype(np.int32)
@@ -596,6 +597,8 @@ def _write_part(
             "repeat": pa.array(repeat, type=pa.int32()),
             "doc_part": pa.array(np.full(len(reps), part_index(doc_part), dtype=np.int32)),
             "doc_row": pa.array(reps.astype(np.int64)),
+            # provenance, carried to the tokens' part-NNNNN.csv.gz (src, loc)
+            **{c: docs.column(c).take(pa.array(reps)) for c in provenance},
         }
     )
     write_parquet_atomic(path, table)

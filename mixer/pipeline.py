@@ -164,7 +164,7 @@ def stage_tokenizer(ctx: Context) -> None:
         if not Path(tok["path"]).is_file():
             raise MixerError(f"tokenizer.path: file not found: {tok['path']}")
         return
-    from mixer.tokenize import train_tokenizer
+    from mixer.tokenization import train_tokenizer
 
     settings = {"seed": ctx.recipe.seed, **(tok.get("train") or {})}
     out = ctx.tokenizer_path
@@ -330,7 +330,7 @@ def stage_mix(ctx: Context) -> None:
 
 
 def stage_tokenize(ctx: Context) -> None:
-    from mixer.tokenize import tokenize_mix
+    from mixer.tokenization import tokenize_mix
     from mixer.verify_tokens import verify_tokens
 
     tok = ctx.recipe.tokenizer

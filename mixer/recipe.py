@@ -66,7 +66,7 @@ TOKENIZER_TRAIN_KEYS = {
     "special_tokens",
     "seed",
 }
-TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffle"}
+TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffle", "per_source"}
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
 MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
 DTYPES = ("auto", "uint16", "uint32")
@@ -647,7 +647,7 @@ def _check_tokenizer(c: _Checker, data: dict) -> dict:
 def _tokenize_keys() -> set:
     # the pipeline passes tokenizer eos/bos, dtype, seed, workers and progress itself
     exclude = {"eos", "eos_id", "bos", "bos_id", "dtype", "seed", "workers", "progress"}
-    keys = _accepted_keys("mixer.tokenize", "tokenize_mix", exclude, TOKENIZE_KEYS)
+    keys = _accepted_keys("mixer.tokenization", "tokenize_mix", exclude, TOKENIZE_KEYS)
     return keys - {"mix_dir", "tokenizer", "tokenizer_path", "out", "out_dir", "src"}
 
 

@@ -73,6 +73,8 @@ def _check_part(out: Path, part: dict, info: dict, dtype: np.dtype, problems: li
                 problems.append(f"{idx.name}: {len(bad)} documents do not start with BOS")
     if part.get("sha256") and sha.hexdigest() != part["sha256"]:
         problems.append(f"{npy.name}: sha256 differs from tokens.json")
+    if part.get("metadata"):
+        _check_metadata(out / part["metadata"], index, problems)
     totals: dict[str, list[int]] = {}
     lengths = ends - starts
     sources = index.column("source").to_pylist()
@@ -81,6 +83,30 @@ def _check_part(out: Path, part: dict, info: dict, dtype: np.dtype, problems: li
         t[0] += n
         t[1] += 1
     return totals
+
+
+def _check_metadata(path: Path, index: pa.Table, problems: list) -> None:
+    """part-NNNNN.csv.gz (OLMo-core's metadata) must hold start,end,id of every index row."""
+    from mixer.tokenization.metadata import read_metadata
+
+    try:
+        rows = read_metadata(path)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        problems.append(f"{path.name}: unreadable ({e})")
+        return
+    if len(rows) != index.num_rows:
+        problems.append(f"{path.name}: {len(rows)} rows, the index has {index.num_rows}")
+        return
+    expected = zip(
+        index.column("start").to_pylist(),
+        index.column("end").to_pylist(),
+        index.column("id").to_pylist(),
+        strict=True,
+    )
+    for n, (row, (s, e, i)) in enumerate(zip(rows, expected, strict=True)):
+        if len(row) != 5 or row[:3] != [str(s), str(e), i]:
+            problems.append(f"{path.name}: row {n + 1} does not match the index ({row[:3]})")
+            return
 
 
 def _mix_texts(mix_dir: Path, ids: set[str]) -> dict[str, str]:
@@ -115,7 +141,7 @@ def verify_tokens(
     Returns a summary; raises MixerError naming the first problem (and how many there were).
     """
     from mixer.io import file_sha256
-    from mixer.tokenize import DTYPES, load_tokenizer, vocab_size_of
+    from mixer.tokenization import DTYPES, load_tokenizer, vocab_size_of
 
     out = Path(tokens_dir)
     info = read_json(out / "tokens.json")

@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import mixer.tokenize as tokenize_module
+import mixer.tokenization.core as tokenize_module
 from mixer.cli import main
 from mixer.errors import MixerError
-from mixer.tokenize import load_tokenizer, tokenize_mix
+from mixer.tokenization import load_tokenizer, tokenize_mix
+from mixer.tokenization.metadata import read_metadata
 from mixer.train_tokenizer import train_tokenizer
 from mixer.verify_tokens import verify_tokens
 
@@ -57,6 +58,14 @@ def write_mix(mix: Path, docs: list[dict], parts: int = 3, row_group_size: int =
                 "text": [d["text"] for d in chunk],
                 "source": [d["source"] for d in chunk],
                 "repeat": pa.array([0] * len(chunk), pa.int32()),
+                **(
+                    {
+                        "src_file": [d["src_file"] for d in chunk],
+                        "src_line": pa.array([d["src_line"] for d in chunk], pa.int64()),
+                    }
+                    if chunk and "src_file" in chunk[0]
+                    else {}
+                ),
             }
         )
         pq.write_table(table, mix / f"part-{p:05d}.parquet", row_group_size=row_group_size)
@@ -208,10 +217,102 @@ def test_deterministic_across_workers_and_rerun_skips(corpus, tmp_path, monkeypa
     )
     assert len(fewer["parts"]) == 1
     assert sorted(p.name for p in (tmp_path / "w1").glob("part-*")) == [
+        "part-00000.csv.gz",
         "part-00000.index.parquet",
         "part-00000.npy",
     ]
     assert not list((tmp_path / "w1").glob(".tmp-*"))
+
+
+def check_metadata_matches_index(out: Path, info: dict, provenance: dict) -> int:
+    """Every part's csv.gz has one row per index row: start,end,id,src,loc, no header."""
+    rows = 0
+    for part in info["parts"]:
+        meta = read_metadata(out / part["metadata"])
+        index = pq.read_table(out / part["index"]).to_pylist()
+        assert len(meta) == len(index) == part["documents"]
+        for m, r in zip(meta, index, strict=True):
+            src, loc = provenance[r["id"]]
+            assert m == [str(r["start"]), str(r["end"]), r["id"], src, str(loc)]
+        rows += len(meta)
+        raw = (out / part["metadata"]).read_bytes()
+        assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    return rows
+
+
+def with_provenance(docs: list[dict]) -> list[dict]:
+    out = []
+    for i, d in enumerate(docs):
+        src = f"s3://bucket/{d['source']}/shard,{i % 4}.jsonl.zst" if i % 5 else 'a "quoted",\nname'
+        out.append({**d, "src_file": src, "src_line": i + 1})
+    out[1]["id"] = 'id,with "comma"'
+    return out
+
+
+def test_metadata_csv_beside_every_part(corpus, tmp_path):
+    docs = with_provenance(make_docs(120, seed=3))
+    mix = write_mix(tmp_path / "mix", docs, parts=2)
+    out = tmp_path / "t"
+    info = tokenize_mix(
+        mix, corpus["tokenizer"], out, seed=3, max_tokens_per_part=1500, workers=1, progress=False
+    )
+    assert len(info["parts"]) > 2 and info["layout"] == "mixed"
+    provenance = {d["id"]: (d["src_file"], d["src_line"]) for d in docs}
+    assert check_metadata_matches_index(out, info, provenance) == 120
+    # Byte-deterministic: the same run elsewhere gives the same gzip bytes.
+    again = tokenize_mix(
+        mix,
+        corpus["tokenizer"],
+        tmp_path / "u",
+        seed=3,
+        max_tokens_per_part=1500,
+        workers=2,
+        progress=False,
+    )
+    for part in again["parts"]:
+        assert (out / part["metadata"]).read_bytes() == (
+            tmp_path / "u" / part["metadata"]
+        ).read_bytes()
+    # A mix without provenance columns: src empty, loc empty.
+    bare = write_mix(tmp_path / "bare", make_docs(10, seed=4), parts=1)
+    info = tokenize_mix(bare, corpus["tokenizer"], tmp_path / "b", workers=1, progress=False)
+    assert all(r[3:] == ["", ""] for r in read_metadata(tmp_path / "b" / "part-00000.csv.gz"))
+
+
+def test_per_source_layout(corpus, tmp_path):
+    docs = with_provenance(make_docs(150, seed=8))
+    for i, d in enumerate(docs):
+        d["source"] = ("web", "s2/pes2o", "olmoe:c4")[i % 3]
+    mix = write_mix(tmp_path / "mix", docs, parts=2)
+    out = tmp_path / "t"
+    kw = dict(seed=1, max_tokens_per_part=1200, progress=False, per_source=True)
+    info = tokenize_mix(mix, corpus["tokenizer"], out, workers=1, **kw)
+    assert info["layout"] == "per_source"
+    dirs = info["source_dirs"]
+    assert set(dirs) == {"web", "s2/pes2o", "olmoe:c4"} and dirs["web"] == "web"
+    assert len(set(dirs.values())) == 3 and all(
+        "/" not in d and ":" not in d for d in dirs.values()
+    )
+    for source, sub in dirs.items():
+        parts = [p for p in info["parts"] if p["source"] == source]
+        assert [p["file"] for p in parts] == [f"{sub}/part-{i:05d}.npy" for i in range(len(parts))]
+        for p in parts:
+            assert set(pq.read_table(out / p["index"]).column("source").to_pylist()) == {source}
+        assert sum(p["tokens"] for p in parts) == info["tokens_per_source"][source]
+    provenance = {d["id"]: (d["src_file"], d["src_line"]) for d in docs}
+    assert check_metadata_matches_index(out, info, provenance) == 150
+    assert not list(out.glob("part-*"))  # nothing at the top level but tokens.json
+    verify_tokens(out, samples=20, progress=False)
+    # Same documents, same seed, mixed layout: the same multiset of tokens.
+    mixed = tokenize_mix(
+        mix, corpus["tokenizer"], tmp_path / "m", workers=2, **{**kw, "per_source": False}
+    )
+    assert mixed["total_tokens"] == info["total_tokens"]
+    # Switching the layout in place removes the per-source files this run's records named.
+    (out / "web" / "notes.txt").write_text("not ours")
+    tokenize_mix(mix, corpus["tokenizer"], out, workers=1, **{**kw, "per_source": False})
+    assert sorted(p.name for p in (out / "web").iterdir()) == ["notes.txt"]
+    assert not (out / dirs["s2/pes2o"]).exists()
 
 
 def test_repeated_documents_and_bos(tmp_path, corpus):

@@ -36,6 +36,12 @@ import click
 )
 @click.option("--bos-id", type=int, default=None, help="BOS token id, instead of --bos.")
 @click.option("--no-shuffle", is_flag=True, help="Keep the mix order (no global shuffle).")
+@click.option(
+    "--per-source",
+    is_flag=True,
+    help="One folder of parts per source (OUT/<source>/part-NNNNN.npy), e.g. for OLMo-core's "
+    "SourceMixtureDatasetConfig.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def tokenize_cmd(
     mix_dir,
@@ -50,16 +56,18 @@ def tokenize_cmd(
     bos,
     bos_id,
     no_shuffle,
+    per_source,
     quiet,
 ):
     """Tokenize a mix into shuffled, packed token arrays that OLMo's memmap loader reads.
 
-    Writes OUT/part-NNNNN.npy (raw little-endian, no header), part-NNNNN.index.parquet
-    (id, source, start, end) and tokens.json. EOS is appended to every document; literal
+    Writes OUT/part-NNNNN.npy (raw little-endian, no header), part-NNNNN.csv.gz (OLMo-core's
+    metadata: start,end,id,src,loc, no header), part-NNNNN.index.parquet (id, source, start,
+    end) and tokens.json. EOS is appended to every document; literal
     special-token strings inside text are encoded as text. A rerun with the same mix,
     tokenizer and settings does nothing.
     """
-    from mixer.tokenize import tokenize_mix
+    from mixer.tokenization import tokenize_mix
 
     info = tokenize_mix(
         mix_dir,
@@ -75,6 +83,7 @@ def tokenize_cmd(
         bos_id=bos_id,
         progress=not quiet,
         shuffle=not no_shuffle,
+        per_source=per_source,
     )
     click.echo(
         f"{info['documents']:,} documents, {info['total_tokens']:,} tokens ({info['dtype']}, "

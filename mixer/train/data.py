@@ -68,7 +68,12 @@ def read_token_info(directory: str | Path) -> TokenInfo:
         parts, expected = [], []
         for entry in listed:
             name = entry.get("file") if isinstance(entry, dict) else entry
-            if not isinstance(name, str) or "/" in name or name.startswith("."):
+            # per-source layouts name parts "<source dir>/part-NNNNN.npy": no "..", no absolute path
+            if (
+                not isinstance(name, str)
+                or name.startswith(("/", "."))
+                or any(seg in ("", ".", "..") for seg in name.split("/"))
+            ):
                 raise MixerError(f"{meta_path}: bad entry in 'parts': {entry!r}")
             parts.append(d / name)
             expected.append(entry.get("tokens") if isinstance(entry, dict) else None)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -48,9 +49,17 @@ from mixer.io import (
     write_json_atomic,
 )
 from mixer.schema import list_parts, part_name
+from mixer.tokenization.metadata import CSV_SUFFIX, MetadataWriter, source_dirname
+from mixer.tokenization.tokenizer import (
+    DEFAULT_EOS,
+    DTYPES,
+    load_tokenizer,
+    resolve_dtype,
+    resolve_special,
+    vocab_size_of,
+)
 
 FORMAT = "mixer-tokens/1"
-DEFAULT_EOS = "<|endoftext|>"
 DEFAULT_MAX_TOKENS_PER_PART = 50_000_000
 DEFAULT_BATCH_SIZE = 256  # documents per encode_batch call
 TASKS_PER_WORKER = 4  # split row groups until every worker has a few tasks to balance
@@ -59,93 +68,18 @@ PACK_CHUNK_TOKENS = 8_000_000  # tokens copied at once while packing (bounds pac
 INDEX_ROW_GROUP = 65_536  # rows per row group of part-NNNNN.index.parquet
 OPEN_TASK_FILES = 128  # memory maps kept open while packing
 INPUT_COLUMNS = ("id", "text", "source")
+OPTIONAL_COLUMNS = ("src_file", "src_line")  # provenance for part-NNNNN.csv.gz (empty when absent)
 INDEX_SCHEMA = pa.schema(
     [("id", pa.string()), ("source", pa.string()), ("start", pa.int64()), ("end", pa.int64())]
 )
-META_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string())])
-DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
-
-
-# ---------------------------------------------------------------------------- tokenizer settings
-
-
-_LOADED: OrderedDict = OrderedDict()  # (path, size, mtime) -> Tokenizer; loading takes ~1 s
-
-
-def load_tokenizer(path: str | Path):
-    """A HF tokenizer that encodes literal special-token strings in text as plain text.
-
-    The last two loaded are kept, keyed by path, size and mtime (a changed file is reloaded).
-    """
-    from tokenizers import Tokenizer
-
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise MixerError(f"tokenizer not found: {path}")
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key in _LOADED:
-        return _LOADED[key]
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as e:  # the Rust side raises plain Exceptions on a malformed file
-        raise MixerError(f"{path}: not a tokenizers JSON file ({str(e).splitlines()[0]})") from e
-    # "<|endoftext|>" typed inside a document must not become the separator token.
-    tok.encode_special_tokens = True
-    _LOADED[key] = tok
-    while len(_LOADED) > 2:
-        _LOADED.popitem(last=False)
-    return tok
-
-
-def vocab_size_of(tok) -> int:
-    """Ids run from 0 to vocab_size - 1 (added tokens included, wherever they were placed)."""
-    added = tok.get_added_tokens_decoder()
-    return max(tok.get_vocab_size(with_added_tokens=True), max(added, default=-1) + 1)
-
-
-def resolve_dtype(dtype: str, vocab_size: int) -> np.dtype:
-    """auto: uint16 when every id fits in 16 bits, else uint32; never a silent wrap-around."""
-    if dtype == "auto":
-        return DTYPES["uint16"] if vocab_size <= 1 << 16 else DTYPES["uint32"]
-    if dtype not in DTYPES:
-        raise MixerError(f"dtype {dtype!r}: use auto, uint16 or uint32")
-    if np.iinfo(DTYPES[dtype]).max < vocab_size - 1:
-        raise MixerError(
-            f"dtype {dtype} cannot hold ids up to {vocab_size - 1} (vocabulary of {vocab_size:,}): "
-            "use --dtype uint32 or auto"
-        )
-    return DTYPES[dtype]
-
-
-def resolve_special(
-    tok, vocab_size: int, token: str | None, token_id: int | None, what: str, default: str | None
-) -> tuple[int | None, str | None, str]:
-    """(id, token string, how it was chosen) for EOS or BOS, read from the tokenizer by name."""
-    flag = f"--{what}"
-    if token_id is not None:
-        token_id = int(token_id)
-        if not 0 <= token_id < vocab_size:
-            raise MixerError(
-                f"{flag}-id {token_id} is outside the vocabulary (0..{vocab_size - 1})"
-            )
-        name = tok.id_to_token(token_id)
-        if token is not None and tok.token_to_id(token) != token_id:
-            raise MixerError(f"{flag} {token!r} and {flag}-id {token_id} name different tokens")
-        return token_id, name, f"id {token_id} given explicitly"
-    if token is not None:
-        found = tok.token_to_id(token)
-        if found is None:
-            raise MixerError(f"{flag} {token!r} is not a token of the tokenizer: give {flag}-id N")
-        return found, token, f"token {token!r} looked up in the tokenizer"
-    if default is None:
-        return None, None, "none"
-    found = tok.token_to_id(default)
-    if found is None:
-        raise MixerError(
-            f"the tokenizer has no {default!r} token: give {flag} TOKEN or {flag}-id N"
-        )
-    return found, default, f"default {default!r} looked up in the tokenizer"
+META_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("src_file", pa.string()),
+        ("src_line", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -231,12 +165,33 @@ def encode_texts(tok, texts: list[str], eos_id: int, bos_id: int | None, dtype) 
     return flat, lengths
 
 
+def _meta_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """id, source and provenance (src_file, src_line; nulls when the mix lacks them)."""
+    names = batch.schema.names
+    n = batch.num_rows
+    return pa.record_batch(
+        [
+            batch.column("id").cast(pa.string()),
+            batch.column("source").cast(pa.string()),
+            batch.column("src_file").cast(pa.string())
+            if "src_file" in names
+            else pa.nulls(n, pa.string()),
+            batch.column("src_line").cast(pa.int64())
+            if "src_line" in names
+            else pa.nulls(n, pa.int64()),
+        ],
+        schema=META_SCHEMA,
+    )
+
+
 def _task_batches(task: EncodeTask, batch_size: int):
     """Record batches of the task's rows, streamed from its row group (bounded memory)."""
     pf = pq.ParquetFile(task.part)
+    names = pf.schema_arrow.names
+    columns = [*INPUT_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
     row = 0
     for batch in pf.iter_batches(
-        batch_size=batch_size, row_groups=[task.row_group], columns=list(INPUT_COLUMNS)
+        batch_size=batch_size, row_groups=[task.row_group], columns=columns
     ):
         a, b = max(task.start - row, 0), min(task.stop - row, batch.num_rows)
         row += batch.num_rows
@@ -270,15 +225,7 @@ def _encode_task(task: EncodeTask, tmp: str) -> dict:
             )
             out.write(flat.tobytes())
             lengths_all.append(lengths)
-            meta.write_batch(
-                pa.record_batch(
-                    [
-                        batch.column("id").cast(pa.string()),
-                        batch.column("source").cast(pa.string()),
-                    ],
-                    schema=META_SCHEMA,
-                )
-            )
+            meta.write_batch(_meta_batch(batch))
     lengths = np.concatenate(lengths_all) if lengths_all else np.zeros(0, np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -358,11 +305,14 @@ class _TaskFiles:
 
 
 class _PartWriter:
-    """Writes part-NNNNN.npy and its index atomically; tracks sizes, per-source totals, sha256."""
+    """Writes part-NNNNN.npy, its index and its csv.gz metadata atomically; tracks sizes and
+    the sha256 of the tokens. `subdir` ("" or a source's folder) prefixes the recorded names."""
 
-    def __init__(self, out: Path, index: int, dtype: np.dtype):
-        self.name = part_name(index, ".npy")
-        self.index_name = part_name(index, ".index.parquet")
+    def __init__(self, out: Path, index: int, dtype: np.dtype, subdir: str = ""):
+        prefix = f"{subdir}/" if subdir else ""
+        self.name = prefix + part_name(index, ".npy")
+        self.index_name = prefix + part_name(index, ".index.parquet")
+        self.metadata_name = prefix + part_name(index, CSV_SUFFIX)
         self.dtype = dtype
         self.tokens = self.documents = 0
         self.sha = hashlib.sha256()
@@ -370,6 +320,9 @@ class _PartWriter:
         self._npy = open(self._npy_ctx.__enter__(), "wb")
         self._idx_ctx = parquet_writer_atomic(out / self.index_name, INDEX_SCHEMA)
         self._idx = self._idx_ctx.__enter__()
+        self._csv_ctx = atomic_path(out / self.metadata_name)
+        self._csv_raw = open(self._csv_ctx.__enter__(), "wb")
+        self._csv = MetadataWriter(self._csv_raw)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 
@@ -379,6 +332,13 @@ class _PartWriter:
         self.sha.update(data)
         ends = self.tokens + np.cumsum(lengths)
         starts = ends - lengths
+        self._csv.write(
+            starts.tolist(),
+            ends.tolist(),
+            meta.column("id").to_pylist(),
+            [s or "" for s in meta.column("src_file").to_pylist()],
+            meta.column("src_line").to_pylist(),
+        )
         self._pending.append(
             pa.table(
                 {
@@ -411,9 +371,13 @@ class _PartWriter:
         self._npy.close()
         self._npy_ctx.__exit__(None, None, None)
         self._idx_ctx.__exit__(None, None, None)
+        self._csv.close()
+        self._csv_raw.close()
+        self._csv_ctx.__exit__(None, None, None)
         return {
             "file": self.name,
             "index": self.index_name,
+            "metadata": self.metadata_name,
             "tokens": self.tokens,
             "documents": self.documents,
             "sha256": self.sha.hexdigest(),
@@ -421,7 +385,8 @@ class _PartWriter:
 
     def abort(self, exc: BaseException) -> None:
         self._npy.close()
-        for ctx in (self._npy_ctx, self._idx_ctx):
+        self._csv_raw.close()
+        for ctx in (self._npy_ctx, self._idx_ctx, self._csv_ctx):
             try:
                 ctx.__exit__(type(exc), exc, None)
             except BaseException:  # the context re-raises exc after cleaning up
@@ -474,6 +439,7 @@ def _pack(
     dtype: np.dtype,
     max_tokens_per_part: int,
     progress: bool,
+    subdir: str = "",
 ) -> list[dict]:
     from tqdm import tqdm
 
@@ -496,7 +462,7 @@ def _pack(
             done = 0
             while done < keep:
                 if writer is None:
-                    writer = _PartWriter(out, len(parts), dtype)
+                    writer = _PartWriter(out, len(parts), dtype, subdir)
                 room = max_tokens_per_part - writer.tokens
                 fits = int(np.searchsorted(np.cumsum(lengths[done:]), room, "right"))
                 if fits == 0 and writer.tokens == 0:
@@ -553,21 +519,42 @@ def _source_totals(tasks: list[EncodeTask], tmp: Path) -> tuple[dict, dict]:
     return dict(sorted(tokens.items())), dict(sorted(docs.items()))
 
 
+def _source_codes(tasks: list[EncodeTask], tmp: Path) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct sources and, per global document number, the position of its source."""
+    columns = [
+        ipc.open_file(pa.memory_map(str(_task_paths(tmp, t.index)[2]))).read_all().column("source")
+        for t in tasks
+    ]
+    sources = sorted(set().union(*(set(pc.unique(c).to_pylist()) for c in columns)))
+    lookup = pa.array(sources, pa.string())
+    codes = [pc.index_in(c, value_set=lookup).to_numpy(zero_copy_only=False) for c in columns]
+    return sources, np.concatenate(codes).astype(np.int32) if codes else np.zeros(0, np.int32)
+
+
+def _part_files(part: dict) -> list[str]:
+    return [part[k] for k in ("file", "index", "metadata") if part.get(k)]
+
+
 def _outputs_intact(out: Path, info: dict) -> bool:
     itemsize = np.dtype(info.get("dtype", "uint8")).itemsize
     for part in info.get("parts", []):
-        npy, idx = out / part["file"], out / part["index"]
-        if not idx.is_file() or not npy.is_file():
+        if not all((out / f).is_file() for f in _part_files(part)):
             return False
-        if npy.stat().st_size != part["tokens"] * itemsize:
+        if (out / part["file"]).stat().st_size != part["tokens"] * itemsize:
             return False
     return True
 
 
-def _remove_stale(out: Path, keep: set[str]) -> None:
-    for p in out.glob("part-*"):
-        if p.name not in keep and (p.name.endswith(".npy") or p.name.endswith(".index.parquet")):
-            p.unlink()
+def _remove_stale(out: Path, previous: dict | None, keep: set[str]) -> None:
+    """Remove the part files a previous tokens.json of ours named and this run did not write
+    (files mixer did not record are never touched)."""
+    for part in (previous or {}).get("parts", []):
+        for name in _part_files(part):
+            if name not in keep and ".." not in Path(name).parts:
+                (out / name).unlink(missing_ok=True)
+                parent = (out / name).parent
+                if parent != out and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
 
 
 def tokenize_mix(
@@ -585,6 +572,7 @@ def tokenize_mix(
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     shuffle: bool = True,
+    per_source: bool = False,
 ) -> dict:
     """Tokenize a mix into shuffled, packed token arrays; returns the tokens.json content.
 
@@ -620,9 +608,15 @@ def tokenize_mix(
         "seed": int(seed),
         "shuffle": bool(shuffle),
         "max_tokens_per_part": int(max_tokens_per_part),
+        "per_source": bool(per_source),
     }
     fingerprint = config_hash(settings)
-    previous = read_json(out / "tokens.json")
+    try:
+        previous = read_json(out / "tokens.json")
+    except ValueError:  # a corrupt tokens.json: redo everything, remove nothing it names
+        previous = None
+    if not isinstance(previous, dict) or not isinstance(previous.get("parts"), list):
+        previous = None
     if previous and previous.get("fingerprint") == fingerprint and _outputs_intact(out, previous):
         return previous
 
@@ -639,11 +633,23 @@ def tokenize_mix(
             if shuffle
             else np.arange(n_docs, dtype=np.int64)
         )
-        written = _pack(out, tmp, tasks, order, np_dtype, int(max_tokens_per_part), progress)
+        source_dirs: dict[str, str] = {}
+        if per_source:
+            sources, codes = _source_codes(tasks, tmp)
+            written = []
+            for code, source in enumerate(sources):
+                source_dirs[source] = sub = source_dirname(source)
+                mine = order[codes[order] == code]
+                for part in _pack(
+                    out, tmp, tasks, mine, np_dtype, int(max_tokens_per_part), progress, sub
+                ):
+                    written.append({**part, "source": source})
+        else:
+            written = _pack(out, tmp, tasks, order, np_dtype, int(max_tokens_per_part), progress)
         tokens_per_source, docs_per_source = _source_totals(tasks, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _remove_stale(out, {p["file"] for p in written} | {p["index"] for p in written})
+    _remove_stale(out, previous, {f for p in written for f in _part_files(p)})
 
     info = {
         "format": FORMAT,
@@ -664,6 +670,9 @@ def tokenize_mix(
         "seed": int(seed),
         "shuffle": bool(shuffle),
         "max_tokens_per_part": int(max_tokens_per_part),
+        "layout": "per_source" if per_source else "mixed",
+        "source_dirs": source_dirs,
+        "metadata_format": "csv.gz: start,end,id,src,loc (no header)",
         "documents": n_docs,
         "total_tokens": sum(p["tokens"] for p in written),
         "tokens_per_source": tokens_per_source,
@@ -672,17 +681,3 @@ def tokenize_mix(
     }
     write_json_atomic(out / "tokens.json", info)
     return info
-
-
-def __getattr__(name: str):
-    """train_tokenizer and verify_tokens are reachable from here too, imported on first use
-    (worker processes import this module and need neither)."""
-    if name == "train_tokenizer":
-        from mixer.train_tokenizer import train_tokenizer
-
-        return train_tokenizer
-    if name == "verify_tokens":
-        from mixer.verify_tokens import verify_tokens
-
-        return verify_tokens
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
