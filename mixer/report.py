@@ -226,7 +226,7 @@ def funnel_steps(report: dict, name: str) -> list[dict]:
     rep = s.get("repetition_factor")
     steps.append(
         {
-            "label": "in the mix (with repeats)",
+            "label": "in the mix (copies)",
             "left": sel_docs,
             "color": "#59a14f",
             "note": f"{ch.compact(sel_docs)} docs · {ch.short(sel_tokens)} tokens"
@@ -315,6 +315,7 @@ table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:ta
 td,th{padding:5px 9px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{background:#f3f4f6;font-weight:600;white-space:normal;vertical-align:bottom}
 th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:inherit}
+th:first-child{background:#f3f4f6}
 tr{background:#fff}
 td.text{text-align:left;white-space:normal;max-width:420px;word-break:break-word}
 details{margin:8px 0}summary{cursor:pointer;color:#374151}
@@ -396,7 +397,7 @@ def _cards(report: dict) -> str:
         cards.append(
             (
                 f"{tokens.get('dtype')}",
-                f"{ch.compact(tokens.get('vocab_size'))} ids, {tokens.get('parts')} parts",
+                f"{ch.compact(tokens.get('vocab_size'))} ids, {tokens.get('parts')} part{'s' if tokens.get('parts') != 1 else ''}",
             )
         )
     train = report.get("train") or {}
@@ -416,7 +417,10 @@ def _cards(report: dict) -> str:
 
 def _mix_section(report: dict) -> str:
     mix = report["mix"]
-    sources = mix.get("sources") or {}
+    by_size = sorted(
+        (mix.get("sources") or {}).items(), key=lambda kv: -(kv[1].get("selected_tokens") or 0)
+    )
+    sources = dict(by_size)  # largest first, in every chart of the section
     out = ["<h2>Funnel per source: from lines read to the mix</h2><div class=grid>"]
     for name in sources:
         chart = ch.funnel(f"chart-funnel-{name}", f"Funnel of {name}", funnel_steps(report, name))

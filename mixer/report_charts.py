@@ -131,7 +131,7 @@ def funnel(chart_id: str, title: str, steps: list[dict], width: int = 560) -> st
     (red, drawn after what is left, so each bar keeps the length of the step before)."""
     if not steps:
         return ""
-    label_width, bar_h, gap, top, right = 170, 16, 5, 8, 150
+    label_width, bar_h, gap, top, right = 170, 16, 5, 8, 215
     vmax = max(s["left"] + s.get("removed", 0) for s in steps) or 1
     span = width - label_width - right
     body = []
@@ -139,7 +139,9 @@ def funnel(chart_id: str, title: str, steps: list[dict], width: int = 560) -> st
     for s in steps:
         left, removed = s["left"], s.get("removed", 0)
         wl, wr = span * left / vmax, span * removed / vmax
-        body.append(_text(label_width - 8, y + bar_h - 4, _clip(s["label"], 26), "end"))
+        body.append(
+            _text(label_width - 8, y + bar_h - 4, _clip(s["label"], label_width // 7), "end")
+        )
         tip = f"{s['label']}: {left:,} documents left" + (
             f", {removed:,} removed" if removed else ""
         )
