@@ -6,6 +6,7 @@ SourceMixtureDatasetConfig from the export, and batches from NumpyDataLoader."""
 from __future__ import annotations
 
 import math
+import os
 import runpy
 from pathlib import Path
 
@@ -209,3 +210,34 @@ def test_mixed_layout_exports_one_dataset(wd, tmp_path):
 
 def test_bad_inputs_are_one_line(tmp_path):
     assert "no tokens.json" in _invoke(["export", "olmo-core", str(tmp_path)], code=2)
+
+
+SHARED = Path(os.environ.get("MIXER_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+DOLMA2 = SHARED / "tokenizers" / "allenai_dolma2.json"
+
+
+@pytest.mark.skipif(not DOLMA2.is_file(), reason="shared tokenizers not present")
+def test_dolma2_uint32_arrays_match_olmo_core_dolma2_config(wd, tmp_path):
+    """OLMo 2's tokenizer: uint32 arrays, and the exported ids are OLMo-core's own dolma2 ids."""
+    from olmo_core.data import TokenizerConfig
+
+    out = tmp_path / "dolma2"
+    _invoke(["tokenize", str(wd / "mixes" / "sample"), "--tokenizer", str(DOLMA2), "--out",
+             str(out), "--per-source", "--quiet", "--workers", "1"])  # fmt: skip
+    ns = _export(out, tmp_path)
+    ref, tok = TokenizerConfig.dolma2(), ns["tokenizer"]
+    assert (tok.vocab_size, tok.eos_token_id, tok.pad_token_id, tok.bos_token_id) == (
+        ref.vocab_size, ref.eos_token_id, ref.pad_token_id, ref.bos_token_id,
+    )  # fmt: skip
+    info = read_json(out / "tokens.json")
+    assert info["dtype"] == "uint32" and str(ns["dataset"].dtype) == "uint32"
+    for path, _, rows in _documents(out, info):
+        got = list(iter_document_indices(path, use_array_if_local=False))
+        assert got == [(r["start"], r["end"]) for r in rows]
+    config = ns["mixture_dataset"]
+    config.work_dir = str(tmp_path / "w")
+    config.source_mixture_config.render_tables = False
+    dataset = config.build()
+    dataset.prepare()
+    ids = dataset[0]["input_ids"]
+    assert len(ids) == SEQ and int(ids.max()) < ref.vocab_size
