@@ -66,7 +66,16 @@ TOKENIZER_TRAIN_KEYS = {
     "special_tokens",
     "seed",
 }
-TOKENIZE_KEYS = {"max_tokens_per_part", "workers", "seed", "batch_size", "shuffle", "per_source"}
+TOKENIZE_KEYS = {
+    "max_tokens_per_part",
+    "workers",
+    "seed",
+    "batch_size",
+    "shuffle",
+    "per_source",
+    "engine",
+    "check_every",
+}
 TRAIN_KEYS = {"config", "out", "device", "seed", "steps"}
 MIX_KEYS = {"remove_spans", "max_rows_per_part", "workers"}
 DTYPES = ("auto", "uint16", "uint32")
@@ -647,6 +656,7 @@ def _check_tokenizer(c: _Checker, data: dict) -> dict:
 def _tokenize_keys() -> set:
     # the pipeline passes tokenizer eos/bos, dtype, seed, workers and progress itself
     exclude = {"eos", "eos_id", "bos", "bos_id", "dtype", "seed", "workers", "progress"}
+    exclude |= {"executor", "workdir", "echo"}  # the runner's, not the recipe's
     keys = _accepted_keys("mixer.tokenization", "tokenize_mix", exclude, TOKENIZE_KEYS)
     return keys - {"mix_dir", "tokenizer", "tokenizer_path", "out", "out_dir", "src"}
 

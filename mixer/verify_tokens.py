@@ -8,7 +8,9 @@ tokenizer's normalizer, e.g. NFC for GPT-NeoX). Any mismatch raises MixerError.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,15 @@ def _check_part(out: Path, part: dict, info: dict, dtype: np.dtype, problems: li
             f"{npy.name}: {size} bytes, expected {part['tokens']} tokens x {dtype.itemsize} bytes"
         )
         return {}
-    index = pq.read_table(idx)
+    try:
+        index = pq.read_table(idx)
+    except Exception as e:  # pyarrow raises several kinds for a damaged file
+        problems.append(f"{idx.name}: unreadable index ({str(e).splitlines()[0]})")
+        return {}
+    missing = [c for c in ("id", "source", "start", "end") if c not in index.column_names]
+    if missing:
+        problems.append(f"{idx.name}: index lacks column(s) {', '.join(missing)}")
+        return {}
     if index.num_rows != part["documents"]:
         problems.append(f"{idx.name}: {index.num_rows} rows, tokens.json says {part['documents']}")
     starts = index.column("start").to_numpy()
@@ -91,7 +101,7 @@ def _check_metadata(path: Path, index: pa.Table, problems: list) -> None:
 
     try:
         rows = read_metadata(path)
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error, csv.Error) as e:
         problems.append(f"{path.name}: unreadable ({e})")
         return
     if len(rows) != index.num_rows:
@@ -107,6 +117,50 @@ def _check_metadata(path: Path, index: pa.Table, problems: list) -> None:
         if len(row) != 5 or row[:3] != [str(s), str(e), i]:
             problems.append(f"{path.name}: row {n + 1} does not match the index ({row[:3]})")
             return
+
+
+PART_SUFFIXES = (".npy", ".index.parquet", ".csv.gz")
+_INT_KEYS = ("vocab_size", "eos_id", "total_tokens", "documents")
+
+
+def _read_info(out: Path) -> dict:
+    """tokens.json, checked enough that every later step can trust its shape."""
+    path = out / "tokens.json"
+    try:
+        info = read_json(path)
+    except ValueError as e:
+        raise MixerError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise MixerError(f"{path}: unreadable ({e.strerror or e})") from None
+    if info is None:
+        raise MixerError(f"no tokens.json in {out}: not a finished tokens directory")
+    if not isinstance(info, dict):
+        raise MixerError(f"{path}: expected a JSON object")
+    for key in ("dtype", "vocab_size", "eos_id", "parts", "total_tokens", "documents"):
+        if key not in info:
+            raise MixerError(f"{path}: missing key {key!r}")
+    for key in _INT_KEYS:
+        if isinstance(info[key], bool) or not isinstance(info[key], int) or info[key] < 0:
+            raise MixerError(f"{path}: key {key!r} must be a non-negative integer")
+    if not isinstance(info["parts"], list):
+        raise MixerError(f"{path}: key 'parts' must be a list")
+    for n, part in enumerate(info["parts"]):
+        ok = isinstance(part, dict) and all(
+            isinstance(part.get(k), str) and _safe_name(part[k]) for k in ("file", "index")
+        )
+        ok = ok and all(
+            isinstance(part.get(k), int) and not isinstance(part.get(k), bool)
+            for k in ("tokens", "documents")
+        )
+        if ok and "metadata" in part:
+            ok = isinstance(part["metadata"], str) and _safe_name(part["metadata"])
+        if not ok:
+            raise MixerError(f"{path}: parts[{n}] is not a valid part entry")
+    return info
+
+
+def _safe_name(name: str) -> bool:
+    return not name.startswith("/") and all(p not in ("", ".", "..") for p in name.split("/"))
 
 
 def _mix_texts(mix_dir: Path, ids: set[str]) -> dict[str, str]:
@@ -144,12 +198,7 @@ def verify_tokens(
     from mixer.tokenization import DTYPES, load_tokenizer, vocab_size_of
 
     out = Path(tokens_dir)
-    info = read_json(out / "tokens.json")
-    if not info:
-        raise MixerError(f"no tokens.json in {out}: not a finished tokens directory")
-    for key in ("dtype", "vocab_size", "eos_id", "parts", "total_tokens", "documents"):
-        if key not in info:
-            raise MixerError(f"{out / 'tokens.json'}: missing key {key!r}")
+    info = _read_info(out)
     if info["dtype"] not in DTYPES:
         raise MixerError(f"{out / 'tokens.json'}: unknown dtype {info['dtype']!r}")
     dtype = DTYPES[info["dtype"]]
@@ -157,11 +206,11 @@ def verify_tokens(
     if info["vocab_size"] - 1 > np.iinfo(dtype).max:
         problems.append(f"dtype {info['dtype']} cannot hold a vocabulary of {info['vocab_size']}")
 
-    listed = {p["file"] for p in info["parts"]} | {p["index"] for p in info["parts"]}
+    listed = {p[k] for p in info["parts"] for k in ("file", "index", "metadata") if k in p}
     extra = sorted(
-        p.name
-        for p in out.glob("part-*")
-        if p.name not in listed and (p.name.endswith(".npy") or p.name.endswith(".index.parquet"))
+        str(p.relative_to(out))
+        for p in [*out.glob("part-*"), *out.glob("*/part-*")]
+        if str(p.relative_to(out)) not in listed and p.name.endswith(PART_SUFFIXES)
     )
     if extra:
         problems.append(f"{out}: {extra[0]} is not listed in tokens.json ({len(extra)} such files)")

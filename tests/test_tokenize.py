@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import mixer.tokenization.core as tokenize_module
+import mixer.tokenization.stages as stages_module
 from mixer.cli import main
 from mixer.errors import MixerError
+from mixer.io import read_json
 from mixer.tokenization import load_tokenizer, tokenize_mix
 from mixer.tokenization.metadata import read_metadata
 from mixer.train_tokenizer import train_tokenizer
@@ -188,19 +190,17 @@ def test_seed_changes_order_not_multiset(corpus, tmp_path):
 
 def test_deterministic_across_workers_and_rerun_skips(corpus, tmp_path, monkeypatch):
     kw = dict(seed=7, max_tokens_per_part=3000, progress=False)
-    monkeypatch.setattr(tokenize_module, "INDEX_ROW_GROUP", 16)  # several row groups a part
+    # One worker in this process, many small encode tasks, tiny write chunks; two spawned workers with the defaults: the same bytes.
+    monkeypatch.setattr(stages_module, "TASK_TEXT_BYTES", 500)
+    monkeypatch.setattr(stages_module, "PACK_CHUNK_TOKENS", 300)
     one = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
-    # Split row groups into many tasks, pack in tiny chunks with few open files: same bytes.
-    monkeypatch.setattr(tokenize_module, "TASKS_PER_WORKER", 20)
-    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_DOCS", 7)
-    monkeypatch.setattr(tokenize_module, "PACK_CHUNK_TOKENS", 300)
-    monkeypatch.setattr(tokenize_module, "OPEN_TASK_FILES", 3)
-    assert len(tokenize_module.plan_tasks(sorted(corpus["mix"].glob("*.parquet")), 2)) > 30
+    monkeypatch.undo()
     two = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w2", workers=2, **kw)
-    assert one == {**two, "mix_dir": one["mix_dir"]}
-    assert pq.ParquetFile(tmp_path / "w1" / "part-00000.index.parquet").num_row_groups > 1
-    for f in sorted(p.name for p in (tmp_path / "w1").iterdir()):
-        assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    assert one == two and len(one["parts"]) > 2
+    for part in one["parts"]:
+        for f in (part["file"], part["index"], part["metadata"]):
+            assert (tmp_path / "w1" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    assert (tmp_path / "w1/tokens.json").read_bytes() == (tmp_path / "w2/tokens.json").read_bytes()
     stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "w1").iterdir()}
     again = tokenize_mix(corpus["mix"], corpus["tokenizer"], tmp_path / "w1", workers=1, **kw)
     assert again == one
@@ -503,7 +503,147 @@ def test_bad_mix_inputs_are_one_line_errors(corpus, tmp_path):
     with pytest.raises(MixerError, match="row 1: text is null"):
         tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
     assert not (tmp_path / "o" / "tokens.json").exists()
+    # The temporary folder stays for a resume; fixed input, a rerun finishes and removes it.
+    pq.write_table(table.drop_null(), bad / "part-00000.parquet")
+    info = tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
+    assert info["documents"] == 1
     assert not list((tmp_path / "o").glob(".tmp-*"))
     (bad / "part-00000.parquet").write_bytes(b"not parquet")
     with pytest.raises(MixerError, match="not a readable Parquet"):
         tokenize_mix(bad, corpus["tokenizer"], tmp_path / "o", workers=1, progress=False)
+
+
+def test_verify_tokens_corrupt_files_are_one_line_errors(corpus, tmp_path):
+    out = tmp_path / "tokens"
+    tokenize_mix(corpus["mix"], corpus["tokenizer"], out, workers=1, progress=False)
+    meta = out / "tokens.json"
+    good_meta = meta.read_bytes()
+    index = out / "part-00000.index.parquet"
+    good_index = index.read_bytes()
+    csv_gz = out / "part-00000.csv.gz"
+    good_csv = csv_gz.read_bytes()
+    runner = CliRunner()
+    cases = [
+        (meta, b"{not json", "not valid JSON"),
+        (meta, b"[1, 2]", "expected a JSON object"),
+        (meta, good_meta.replace(b'"parts": [', b'"parts": [7, '), r"parts\[0\]"),
+        (index, good_index[: len(good_index) // 2], "unreadable index"),
+        (index, b"PAR1garbage", "unreadable index"),
+        (csv_gz, good_csv[:20], "part-00000.csv.gz"),
+    ]
+    for path, data, message in cases:
+        path.write_bytes(data)
+        r = runner.invoke(main, ["verify-tokens", str(out), "--quiet"])
+        assert r.exit_code == 2, (message, r.output, r.exception)
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and re.search(message, lines[0]), (message, r.output)
+        assert "Traceback" not in r.output
+        meta.write_bytes(good_meta)
+        index.write_bytes(good_index)
+        csv_gz.write_bytes(good_csv)
+    assert runner.invoke(main, ["verify-tokens", str(out), "--quiet"]).exit_code == 0
+
+
+def test_stages_resume_after_a_failed_task(corpus, tmp_path, monkeypatch):
+    """tokenize_stages on the stage runner: a task that fails leaves finished tasks recorded;
+    the rerun does only the rest and gives the bytes of a clean run. Files of ours that the
+    new run does not write are removed, files we never wrote stay."""
+    from mixer.executor import LocalExecutor
+    from mixer.stage import RunContext, run_stages
+    from mixer.tokenization import tokenize_stages
+
+    kw = dict(seed=3, max_tokens_per_part=2000)
+    clean = tokenize_mix(
+        corpus["mix"], corpus["tokenizer"], tmp_path / "clean", workers=2, progress=False, **kw
+    )
+    out, wd = tmp_path / "t", tmp_path / "wd"
+    stages = tokenize_stages(corpus["mix"], corpus["tokenizer"], out, workdir=wd, **kw)
+    assert [s.name for s in stages] == ["tokenize.encode", "tokenize.write"]
+    assert {s.group for s in stages} == {"tokenize"}
+    out.mkdir()
+    (out / "part-00099.npy").write_bytes(b"not ours")
+    calls = []
+    real = stages_module.write_bucket
+
+    def flaky(config, index, bucket, tasks):
+        calls.append(index)
+        if index == 2 and calls.count(2) == 1:
+            raise RuntimeError("killed")
+        return real(config, index, bucket, tasks)
+
+    monkeypatch.setattr(stages_module, "write_bucket", flaky)
+    ctx = RunContext(wd, LocalExecutor(1), progress=False, echo=lambda m: None)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_stages(stages, ctx)
+    assert not (out / "tokens.json").exists()
+    done = list(calls)
+    run_stages(tokenize_stages(corpus["mix"], corpus["tokenizer"], out, workdir=wd, **kw), ctx)
+    assert calls[len(done) :][0] == 2  # buckets 0 and 1 were not written again
+    info = read_json(out / "tokens.json")
+    assert {k: v for k, v in info.items() if k != "mix_dir"} == {
+        k: v for k, v in clean.items() if k != "mix_dir"
+    }
+    for part in info["parts"]:
+        for f in (part["file"], part["index"], part["metadata"]):
+            assert (out / f).read_bytes() == (tmp_path / "clean" / f).read_bytes()
+    assert (out / "part-00099.npy").read_bytes() == b"not ours"
+    assert not list(out.glob(".tmp-*"))
+    # Fewer parts: the parts our previous record named are removed; the foreign file stays.
+    fewer = run_stages(
+        tokenize_stages(
+            corpus["mix"], corpus["tokenizer"], out, workdir=wd, seed=3, max_tokens_per_part=10**6
+        ),
+        ctx,
+    )[-1]
+    assert fewer["parts"] == 1
+    assert sorted(p.name for p in out.glob("part-*")) == [
+        "part-00000.csv.gz",
+        "part-00000.index.parquet",
+        "part-00000.npy",
+        "part-00099.npy",
+    ]
+
+
+def test_engine_recorded_and_mismatch_stops_the_run(corpus, tmp_path, monkeypatch):
+    from mixer.tokenization import engine as engine_module
+
+    info = tokenize_mix(
+        corpus["mix"], corpus["tokenizer"], tmp_path / "a", workers=1, progress=False
+    )
+    assert info["engine"]["name"] == "tiktoken" and info["engine"]["checked_against_hf"] >= 3
+    hf = tokenize_mix(
+        corpus["mix"], corpus["tokenizer"], tmp_path / "b", workers=1, progress=False, engine="hf"
+    )
+    assert hf["engine"]["name"] == "hf"
+    for part in info["parts"]:
+        assert (tmp_path / "a" / part["file"]).read_bytes() == (
+            tmp_path / "b" / part["file"]
+        ).read_bytes()
+    # An engine that gets one document wrong: the sample check stops the run, naming it.
+    real = engine_module.TiktokenEngine._one
+    wrong = corpus["docs"][200]["text"]
+
+    def broken(self, text):
+        ids = real(self, text)
+        return ids[::-1].copy() if text == wrong and len(ids) > 1 else ids
+
+    monkeypatch.setattr(engine_module.TiktokenEngine, "_one", broken)
+    engine_module._ENGINES.clear()
+    r = CliRunner().invoke(
+        main,
+        [
+            "tokenize",
+            str(corpus["mix"]),
+            "--tokenizer",
+            str(corpus["tokenizer"]),
+            "--out",
+            str(tmp_path / "c"),
+            "--workers",
+            "1",
+            "--quiet",
+            "--no-shuffle",
+        ],
+    )
+    assert r.exit_code == 2 and "document doc-0200" in r.output and "engine" in r.output, r.output
+    engine_module._ENGINES.clear()

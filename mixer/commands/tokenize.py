@@ -42,6 +42,14 @@ import click
     help="One folder of parts per source (OUT/<source>/part-NNNNN.npy), e.g. for OLMo-core's "
     "SourceMixtureDatasetConfig.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "tiktoken", "hf"]),
+    default="auto",
+    show_default=True,
+    help="auto: a tiktoken Encoding built from the tokenizer.json when it gives HF's ids "
+    "(byte-level BPE), else HF tokenizers. Checked against HF on a sample of every run.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def tokenize_cmd(
     mix_dir,
@@ -57,6 +65,7 @@ def tokenize_cmd(
     bos_id,
     no_shuffle,
     per_source,
+    engine,
     quiet,
 ):
     """Tokenize a mix into shuffled, packed token arrays that OLMo's memmap loader reads.
@@ -84,10 +93,13 @@ def tokenize_cmd(
         progress=not quiet,
         shuffle=not no_shuffle,
         per_source=per_source,
+        engine=engine,
+        echo=None if quiet else click.echo,
     )
     click.echo(
         f"{info['documents']:,} documents, {info['total_tokens']:,} tokens ({info['dtype']}, "
         f"EOS id {info['eos_id']} {info['eos_token']!r}) in {len(info['parts'])} parts -> {out_dir}"
+        f" (engine: {info['engine']['name']})"
     )
     for source, n in info["tokens_per_source"].items():
         click.echo(f"  {source}: {n:,} tokens, {info['documents_per_source'][source]:,} documents")

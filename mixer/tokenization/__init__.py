@@ -10,7 +10,7 @@ shadowed the standard library's `tokenize`):
 
 from __future__ import annotations
 
-from mixer.tokenization.core import tokenize_mix
+from mixer.tokenization.stages import tokenize_mix, tokenize_stages
 from mixer.tokenization.tokenizer import (
     DEFAULT_EOS,
     DTYPES,
@@ -27,6 +27,7 @@ __all__ = [
     "resolve_dtype",
     "resolve_special",
     "tokenize_mix",
+    "tokenize_stages",
     "train_tokenizer",
     "verify_tokens",
     "vocab_size_of",
