@@ -13,7 +13,9 @@ import click
 from mixer import __version__
 from mixer.errors import MixerError
 
-COMMAND_MODULES = ("ingest", "tag", "dedup", "decon", "mix", "tokenize", "train", "run", "ablate")
+COMMAND_MODULES = (
+    "ingest", "tag", "dedup", "decon", "mix", "tokenize", "train", "run", "ablate", "export",
+)  # fmt: skip
 
 
 class MixerGroup(click.Group):

@@ -37,6 +37,12 @@ def _q(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _files(paths) -> str:
+    """A DuckDB list of exact file paths: a workdir whose path holds glob characters ('[', '*',
+    '?') must not be read through a glob pattern."""
+    return "[" + ", ".join(_q(p) for p in sorted(paths)) + "]"
+
+
 def safe_connect(
     allowed: list[str | Path] | tuple = (),
     threads: int | None = None,
@@ -75,19 +81,19 @@ def connect(
         f"""CREATE VIEW documents AS
         SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
                file_row_number AS "row"
-        FROM read_parquet({_q(documents_dir(wd) / "*" / "part-*.parquet")}, filename=true, file_row_number=true)"""
+        FROM read_parquet({_files(documents_dir(wd).glob("*/part-*.parquet"))}, filename=true, file_row_number=true)"""
     )
     joins, columns = [], []
     for tagger in list_taggers(wd):
-        pattern = attributes_dir(wd, tagger) / "*" / "part-*.parquet"
-        if not list(attributes_dir(wd, tagger).glob("*/part-*.parquet")):
+        parts = list(attributes_dir(wd, tagger).glob("*/part-*.parquet"))
+        if not parts:
             continue
         name = _ident(tagger)
         con.execute(
             f"""CREATE VIEW {name} AS
             SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
                    file_row_number AS "row"
-            FROM read_parquet({_q(pattern)}, filename=true, file_row_number=true, union_by_name=true)"""
+            FROM read_parquet({_files(parts)}, filename=true, file_row_number=true, union_by_name=true)"""
         )
         cols = [
             c
@@ -104,11 +110,12 @@ def connect(
             p for p in mixes.iterdir() if p.is_dir() and list(p.glob("part-*.parquet"))
         ):
             con.execute(
-                f"CREATE VIEW {_ident('mix_' + m.name)} AS SELECT * FROM read_parquet({_q(m / 'part-*.parquet')})"
+                f"CREATE VIEW {_ident('mix_' + m.name)} AS SELECT * FROM read_parquet({_files(m.glob('part-*.parquet'))})"
             )
-    if list(quarantine_dir(wd).glob("*/part-*.jsonl")):
+    quarantined = list(quarantine_dir(wd).glob("*/part-*.jsonl"))
+    if quarantined:
         con.execute(
-            f"""CREATE VIEW quarantine AS SELECT * FROM read_json({_q(quarantine_dir(wd) / "*" / "part-*.jsonl")},
+            f"""CREATE VIEW quarantine AS SELECT * FROM read_json({_files(quarantined)},
             format='newline_delimited', columns={{src_file: 'VARCHAR', src_line: 'BIGINT', reason: 'VARCHAR', raw: 'VARCHAR'}})"""
         )
     return con

@@ -3,7 +3,9 @@
 A tokens folder (mixer tokenize output) holds part-NNNNN.npy files: raw little-endian token
 ids with no header, the dtype named in tokens.json. The parts are read as one stream; instance
 i is the window [i * seq_len, i * seq_len + seq_len + 1) of that stream (inputs are its first
-seq_len tokens, labels its last seq_len), so a window may span two parts, as in OLMo's loader.
+seq_len tokens, labels its last seq_len), so a window may span two parts. OLMo's loaders do not:
+OLMo-core's NumpyFSLDataset cuts each file into its own windows and drops a file's remainder
+(docs/olmo-core.md).
 
 Which instances are held out depends only on `split_seed`, so runs with different data-order
 seeds (the runs a soup averages) share one validation set. The training order is a fresh
