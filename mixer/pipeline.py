@@ -9,33 +9,24 @@ select stages by exact name or group, nothing else. Caching and resume are the r
 (mixer/stage.py): a stage whose fingerprint and outputs are recorded in state/stages/ is
 skipped, and inside a stage every finished task is. A changed output of one stage changes the
 fingerprint of the stages that read it, so they run again without being forced.
-
-Stages built from older functions (ingest, dedup, tokenize) go through `CallStage`, one small
-adapter: it calls the function on the driver, with that function's own parallel map bound to
-the run's executor. They become real task stages by swapping one line each in `build_stages`
-(see the comments marked ADAPTER).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from mixer.errors import MixerError
-from mixer.executor import Executor, LocalExecutor, use
-from mixer.io import write_json_atomic
+from mixer.executor import Executor, LocalExecutor
 from mixer.schema import (
     attributes_dir,
     documents_dir,
     mix_dir,
-    mix_manifest_path,
     report_dir,
-    state_dir,
     tokens_dir,
 )
 from mixer.stage import RunContext, Stage, Task, run_stage, tree_fingerprint, workdir_lock
@@ -91,60 +82,7 @@ class RecipePaths:
         return settings
 
 
-def inputs_fingerprint(inputs: list[str]) -> list:
-    """Names, sizes and mtimes of every shard the inputs resolve to (the one input resolver:
-    recursive, de-duplicated), so a changed shard anywhere under a folder reruns ingest."""
-    from mixer.ingest import resolve_inputs  # moves to mixer.inputs with the reliability work
-    from mixer.io import file_fingerprint, is_url
-
-    out = []
-    for shard in resolve_inputs(list(inputs)):
-        if is_url(shard):
-            out.append([shard, file_fingerprint(shard, with_hash=False)])
-        else:
-            out += tree_fingerprint(shard)
-    return out
-
-
 # ------------------------------------------------------------------ the adapter
-
-
-class CallStage(Stage):
-    """ADAPTER: one call of an older stage function (ingest, run_dedup, tokenize_mix) as a Stage.
-
-    The call runs on the driver in `finish`; the parallel map inside it (`executor.run_tasks`)
-    runs on the run's executor. Its fingerprint and outputs are given by the pipeline, so
-    caching and `--force` work as for every other stage. Remove once ingest, dedup and tokenize
-    are task stages of their own."""
-
-    def __init__(
-        self,
-        name: str,
-        group: str,
-        workdir: Path,
-        fn: Callable[..., Any],
-        config: dict,
-        inputs: Callable[[], Any],
-        outputs: list[Path],
-        summarize: Callable[[Any], Any] = lambda r: r,
-    ):
-        super().__init__(workdir, config)
-        self.name, self.group = name, group
-        self._fn, self._inputs, self._outputs, self._summarize = fn, inputs, outputs, summarize
-        self._ctx: RunContext | None = None
-
-    def input_fingerprint(self):
-        return self._inputs()
-
-    def outputs(self):
-        return self._outputs
-
-    def setup(self, ctx: RunContext) -> None:
-        self._ctx = ctx
-
-    def finish(self, results):
-        with use(self._ctx.executor):
-            return self._summarize(self._fn(self._ctx))
 
 
 # ------------------------------------------------------------------ one-task stages
@@ -281,40 +219,25 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
     wd = rp.workdir
     stages: list[Stage] = []
 
-    # ingest: one stage per source.
-    # ADAPTER: with the reliability work, replace this loop by `stages.append(IngestStage(...))`.
-    from mixer.ingest import FieldMap, ingest, summarize
+    # ingest: one stage for every source (a shard two sources list is read once per source).
+    from mixer.ingest import FieldMap, IngestSource, IngestStage
 
-    def run_ingest(ctx, spec, name, fields):
-        s = ingest(
-            spec.inputs,
+    stages.append(
+        IngestStage(
             wd,
-            source=name,
-            fields=fields,
-            workers=ctx.executor.workers,
-            progress=ctx.progress,
+            [
+                IngestSource(
+                    name,
+                    list(spec.inputs),
+                    FieldMap(
+                        **{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()}
+                    ),
+                )
+                for name, spec in recipe.sources.items()
+            ],
+            prune="sources",
         )
-        write_json_atomic(state_dir(wd) / "ingest.json", summarize(wd))  # every source's totals
-        return s
-
-    for name, spec in recipe.sources.items():
-        fields = FieldMap(**{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()})
-        stages.append(
-            CallStage(
-                f"ingest.{name}",
-                "ingest",
-                wd,
-                lambda ctx, spec=spec, name=name, fields=fields: run_ingest(
-                    ctx, spec, name, fields
-                ),
-                {"source": name, "inputs": list(spec.inputs), "fields": dataclasses.asdict(fields)},
-                lambda spec=spec: inputs_fingerprint(spec.inputs),
-                [documents_dir(wd, name)],
-                lambda s: {
-                    k: s[k] for k in ("lines_read", "ingested", "quarantined", "quarantine_reasons")
-                },
-            )
-        )
+    )
 
     tok = recipe.tokenizer
     if tok.get("path"):
@@ -354,34 +277,15 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
         stages.append(TagStage(wd, later, settings, name="tag-classifiers"))
 
     if recipe.dedup:
-        # ADAPTER: with the dedup work, `stages += dedup_stages(wd, dict(recipe.dedup))`.
-        from mixer.dedup import run_dedup
+        from mixer.dedup import dedup_stages
 
-        dedup = dict(recipe.dedup)
-        stages.append(
-            CallStage(
-                "dedup",
-                "dedup",
-                wd,
-                lambda ctx: run_dedup(
-                    wd, workers=ctx.executor.workers, progress=ctx.progress, **dedup
-                ),
-                dedup,
-                lambda: [
-                    tree_fingerprint(documents_dir(wd)),
-                    tree_fingerprint(attributes_dir(wd, "quality")),
-                ],
-                [attributes_dir(wd, "dedup")],
-            )
-        )
+        stages += dedup_stages(wd, dict(recipe.dedup))
 
     from mixer.mix import mix_stages
 
     stages += mix_stages(recipe, wd)
 
-    # ADAPTER: with the tokens work, `stages += tokenize_stages(src, tokenizer, out, **options)`
-    # (then the verification below moves into its last stage's finish).
-    stages.append(_tokenize_stage(rp))
+    stages += _tokenize_stages(rp)
 
     if recipe.train:
         try:
@@ -404,9 +308,8 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
 DECON_INDEX_KEYS = ("ngram", "fields", "min_words")  # the rest of `decon:` configures the tagger
 
 
-def _tokenize_stage(rp: RecipePaths) -> Stage:
-    from mixer.tokenization import tokenize_mix
-    from mixer.verify_tokens import verify_tokens
+def _tokenize_stages(rp: RecipePaths) -> list[Stage]:
+    from mixer.tokenization import tokenize_stages
 
     recipe, wd = rp.recipe, rp.workdir
     tok = recipe.tokenizer
@@ -414,38 +317,33 @@ def _tokenize_stage(rp: RecipePaths) -> Stage:
     options = {k: tok.get(k) for k in ("eos", "eos_id", "bos", "bos_id") if tok.get(k) is not None}
     options = {"seed": recipe.seed, **options, **(recipe.tokenize or {})}
     options.setdefault("dtype", tok.get("dtype", "auto"))
-    recipe_workers = options.pop("workers", None)
+    options.pop("workers", None)  # the run's executor decides
+    stages = tokenize_stages(src, rp.tokenizer_path, out, workdir=wd, **options)
+    return [*stages, VerifyTokensStage(wd, {"src": str(src), "out": str(out), "seed": recipe.seed})]
 
-    def work(ctx):
-        info = tokenize_mix(
-            str(src),
-            str(rp.tokenizer_path),
-            str(out),
-            workers=recipe_workers or ctx.executor.workers,
-            progress=ctx.progress,
-            **options,
-        )
-        # Check what was written against its index and the mix text before anyone trains on it.
-        checked = verify_tokens(str(out), str(src), samples=16, seed=recipe.seed, progress=False)
-        ctx.echo(
+
+class VerifyTokensStage(Stage):
+    """Checks what tokenize wrote against its index and the mix text before anyone trains on
+    it (16 sampled documents per part, decoded and compared)."""
+
+    name, group = "tokenize.verify", "tokenize"
+
+    def input_fingerprint(self):
+        return tree_fingerprint(self.config["out"])
+
+    def setup(self, ctx: RunContext) -> None:
+        self._echo = ctx.echo
+
+    def finish(self, results):  # sampled reads only: small enough for the driver
+        from mixer.verify_tokens import verify_tokens
+
+        c = self.config
+        checked = verify_tokens(c["out"], c["src"], samples=16, seed=c["seed"], progress=False)
+        self._echo(
             f"[tokenize] verified {checked['parts']} part(s), {checked['documents']:,} "
             f"documents, {checked['total_tokens']:,} tokens"
         )
-        return {"total_tokens": info.get("total_tokens"), "dtype": info.get("dtype")}
-
-    return CallStage(
-        "tokenize",
-        "tokenize",
-        wd,
-        work,
-        options,
-        lambda: [
-            tree_fingerprint(src),
-            tree_fingerprint(mix_manifest_path(wd, recipe.name)),
-            tree_fingerprint(rp.tokenizer_path),
-        ],
-        [out / "tokens.json"],
-    )
+        return {k: checked[k] for k in ("parts", "documents", "total_tokens")}
 
 
 # ------------------------------------------------------------------ selection and the run
