@@ -464,7 +464,7 @@ class DeconIndexStage(Stage):
         self.out = Path(out)
 
     def _files(self) -> list[str]:
-        from mixer.ingest import resolve_inputs
+        from mixer.inputs import resolve_inputs
 
         return resolve_inputs(self.config["eval_sets"])
 

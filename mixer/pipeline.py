@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -315,8 +316,56 @@ def _tokenize_stages(rp: RecipePaths) -> list[Stage]:
     options = {"seed": recipe.seed, **options, **(recipe.tokenize or {})}
     options.setdefault("dtype", tok.get("dtype", "auto"))
     options.pop("workers", None)  # the run's executor decides
-    stages = tokenize_stages(src, rp.tokenizer_path, out, workdir=wd, **options)
-    return [*stages, VerifyTokensStage(wd, {"src": str(src), "out": str(out), "seed": recipe.seed})]
+    # Their configuration reads the mix and the tokenizer, which earlier stages of this run write.
+    built: list[Stage] = []
+
+    def make(i: int) -> Stage:
+        if not built:
+            built.extend(tokenize_stages(src, rp.tokenizer_path, out, workdir=wd, **options))
+        return built[i]
+
+    return [
+        DeferredStage("tokenize.encode", "tokenize", wd, lambda: make(0)),
+        DeferredStage("tokenize.write", "tokenize", wd, lambda: make(1)),
+        VerifyTokensStage(wd, {"src": str(src), "out": str(out), "seed": recipe.seed}),
+    ]
+
+
+class DeferredStage(Stage):
+    """A stage whose configuration depends on files that earlier stages of the same run write
+    (the tokenizer it trains, the mix it selects): built on the driver when its turn comes."""
+
+    def __init__(self, name: str, group: str, workdir: Path, make: Callable[[], Stage]):
+        super().__init__(workdir)
+        self.name, self.group = name, group
+        self._make, self._stage = make, None
+
+    def __getstate__(self):  # workers get the built stage, not the factory
+        return {**self.__dict__, "_make": None}
+
+    def setup(self, ctx: RunContext) -> None:
+        self._stage = self._make()
+        if self._stage.name != self.name:
+            raise RuntimeError(f"deferred stage {self.name} built {self._stage.name}")
+        self._stage.setup(ctx)
+
+    def config_dict(self) -> dict:
+        return self._stage.config_dict()
+
+    def input_fingerprint(self):
+        return self._stage.input_fingerprint()
+
+    def outputs(self):
+        return self._stage.outputs()
+
+    def tasks(self):
+        return self._stage.tasks()
+
+    def run_task(self, task):
+        return self._stage.run_task(task)
+
+    def finish(self, results):
+        return self._stage.finish(results)
 
 
 class VerifyTokensStage(Stage):

@@ -160,7 +160,7 @@ def test_tag_and_train_fasttext_commands(tmp_path):
     [
         (["--taggers", "nope"], "unknown tagger"),
         (["--taggers", "gopher", "--set", "gopher.bogus=1"], "unknown setting gopher.bogus"),
-        (["--taggers", "gopher", "--set", "novalue"], "expected TAGGER.KEY=VALUE"),
+        (["--taggers", "gopher", "--set", "novalue"], "expected KEY=VALUE"),
         (["--taggers", "gopher", "--set", "c4.min_sentences=2"], "not in --taggers"),
         (["--taggers", "quality"], "quality.model is required"),
         (["--taggers", "gopher", "--sources", "missing"], "no documents for source"),
