@@ -32,6 +32,7 @@ from mixer.errors import MixerError
 from mixer.hashing import mix64
 from mixer.io import (
     atomic_path,
+    clean_temporaries,
     config_hash,
     read_json,
     write_json_atomic,
@@ -739,6 +740,9 @@ class MixSelectStage(Stage):
         self.out_dir = mix_dir(self.workdir, recipe.name)
         self.manifest_path = mix_manifest_path(self.workdir, recipe.name)
         self._summary: dict | None = None
+
+    def setup(self, ctx) -> None:
+        clean_temporaries(self.out_dir)  # parts a killed run left half-written
 
     def _stats_path(self) -> Path:
         return _mix_state(self.workdir, self.recipe.name) / "stats.json"

@@ -147,10 +147,8 @@ def collect(workdir: str | Path, recipe=None) -> dict:
         if train:
             report["train"] = train
     stages = {}
-    pipeline = state_dir(wd) / "pipeline"
-    if pipeline.is_dir():
-        for p in sorted(pipeline.glob("*.json")):
-            stages[p.stem] = (read_json(p) or {}).get("seconds")
+    for p in sorted((state_dir(wd) / "stages").glob("*/stage.json")):  # the runner's records
+        stages[p.parent.name] = (read_json(p) or {}).get("seconds")
     report["stage_seconds"] = stages
     return report
 

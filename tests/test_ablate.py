@@ -144,7 +144,7 @@ def test_results_hold_every_domain_with_seed_intervals(ablation):
 def test_heldout_documents_are_in_no_mix(ablation):
     wd = ablation["wd"]
     for mix in ("web50", "web80"):
-        manifest = json.loads((wd / "mixes" / mix / "manifest.json").read_text())
+        manifest = json.loads((wd / "mixes" / f"{mix}.manifest.json").read_text())
         mixed = set()
         for part in (wd / "mixes" / mix).glob("part-*.parquet"):
             mixed |= set(pq.read_table(part, columns=["id"]).column("id").to_pylist())

@@ -49,7 +49,7 @@ def _outputs(wd: Path) -> dict[str, str]:
     out = {}
     for sub in ("documents", "attributes", "mixes", "tokens"):
         for p in sorted((wd / sub).rglob("*")):
-            if p.is_file() and p.name != "manifest.json" and p.name != "tokens.json":
+            if p.is_file() and not p.name.endswith("manifest.json") and p.name != "tokens.json":
                 out[str(p.relative_to(wd))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

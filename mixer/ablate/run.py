@@ -27,7 +27,7 @@ from mixer.ablate.evalsets import Encoder, build_eval_sets, load_domain
 from mixer.ablate.proxy import proxy_config, stream_nll
 from mixer.errors import MixerError
 from mixer.io import read_json, write_json_atomic
-from mixer.schema import tokens_dir
+from mixer.schema import mix_manifest_path, tokens_dir
 from mixer.stage import RunContext, Stage, Task, run_stage
 
 FORMAT = "mixer-ablate/1"
@@ -333,7 +333,7 @@ def ablate(
         info = read_json(tdir / "tokens.json")
         if not info:
             raise MixerError(f"{tdir}/tokens.json: missing after the pipeline ran")
-        manifest = read_json(tdir.parent.parent / "mixes" / mix / "manifest.json") or {}
+        manifest = read_json(mix_manifest_path(tdir.parent.parent, mix)) or {}
         mixes.append(
             {
                 "name": mix,
