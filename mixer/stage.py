@@ -232,7 +232,10 @@ def workdir_lock(workdir: str | Path):
     import fcntl
 
     path = state_dir(Path(workdir)) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MixerError(f"workdir {workdir}: not writable ({e.strerror})") from None
     key = str(path.resolve())
     with _held_lock:
         if key in _held:

@@ -255,6 +255,8 @@ def tag_workdir(
     return {
         "taggers": list(taggers),
         "parts_tagged": st["ran"],
-        "parts_skipped": st["tasks"] - st["ran"] if not st["skipped"] else result["parts"],
+        # attribute parts (one per tagger and documents part) found up to date
+        "parts_skipped": len(taggers)
+        * (st["tasks"] - st["ran"] if not st["skipped"] else result["parts"]),
         "rows": {t: result["rows"].get(t, 0) for t in taggers},
     }

@@ -146,4 +146,4 @@ def test_recipe_with_s3_inputs_runs(tmp_path: Path, s3_endpoint: str):
     tokens = yaml.safe_load((tmp_path / "wd" / "tokens" / "s3demo" / "tokens.json").read_text())
     assert tokens["total_tokens"] > 0
     again = CliRunner().invoke(main, ["run", str(path)])
-    assert again.exit_code == 0 and "[ingest-web] up to date" in again.output
+    assert again.exit_code == 0 and "[ingest.web] up to date" in again.output
