@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from mixer.cli import main
-from mixer.sample_data import generate
+from mixer.devtools.sample_data import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
