@@ -155,9 +155,11 @@ class TagStage(Stage):
         }
 
     def outputs(self):
+        """Every attribute part: a lost one makes the stage run (and only its task)."""
         return [
-            attributes_dir(self.workdir, t, s)
+            attributes_dir(self.workdir, t, s) / part.name
             for s, ts in self.config["taggers"].items()
+            for part in list_parts(documents_dir(self.workdir, s))
             for t in ts
         ]
 
