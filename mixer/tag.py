@@ -205,7 +205,9 @@ class TagStage(Stage):
         for source, names in self.config["taggers"].items():
             now = sorted(p.name for p in list_parts(documents_dir(self.workdir, source)))
             for name in names:
-                record = state_dir(self.workdir) / "tag" / "written" / name / f"{source}.json"
+                # the source's directory name: safe for any source string
+                folder = documents_dir(self.workdir, source).name
+                record = state_dir(self.workdir) / "tag" / "written" / name / f"{folder}.json"
                 before = read_json(record, [])
                 for stale in sorted(set(before) - set(now)):
                     (attributes_dir(self.workdir, name, source) / stale).unlink(missing_ok=True)
