@@ -680,12 +680,9 @@ class MixStatsStage(Stage):
         return out
 
     def _survivors_path(self, source: str, part: Path) -> Path:
-        return (
-            _mix_state(self.workdir, self.recipe.name)
-            / "survivors"
-            / source
-            / (part_name(part_index(part), ".npz"))
-        )
+        folder = documents_dir(self.workdir, source).name  # safe for any source string
+        name = part_name(part_index(part), ".npz")
+        return _mix_state(self.workdir, self.recipe.name) / "survivors" / folder / name
 
     def run_task(self, task: Task) -> dict:
         source, part = task.args
@@ -830,7 +827,8 @@ class MixSelectStage(Stage):
         return tasks
 
     def _survivors(self, source: str, parts: list[dict]) -> dict:
-        d = _mix_state(self.workdir, self.recipe.name) / "survivors" / source
+        folder = documents_dir(self.workdir, source).name
+        d = _mix_state(self.workdir, self.recipe.name) / "survivors" / folder
         cols: dict[str, list] = {"part": [], "row": [], "h": [], "n": []}
         for r in sorted(parts, key=lambda r: r["index"]):
             with np.load(d / part_name(r["index"], ".npz")) as z:
