@@ -147,6 +147,18 @@ class CallStage(Stage):
             return self._summarize(self._fn(self._ctx))
 
 
+class StagesLater(Stage):
+    """A step whose stage objects can only be built once the stages before it have run (their
+    factory checks inputs, such as the mix folder, that do not exist yet). `run_recipe` calls
+    `factory()` when the step is reached and runs the stages it returns. `--force`/`--until`
+    name it by its name (its stages' group) or one of its stages as `<name>.<stage>`."""
+
+    def __init__(self, name: str, factory: Callable[[], list[Stage]]):
+        super().__init__(Path("."), None)
+        self.name = self.group = name
+        self.factory = factory
+
+
 # ------------------------------------------------------------------ one-task stages
 
 
@@ -379,9 +391,9 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
 
     stages += mix_stages(recipe, wd)
 
-    # ADAPTER: with the tokens work, `stages += tokenize_stages(src, tokenizer, out, **options)`
-    # (then the verification below moves into its last stage's finish).
-    stages.append(_tokenize_stage(rp))
+    # ADAPTER: with the tokens work, the factory returns `tokenize_stages(src, tokenizer, out,
+    # workdir=wd, **options)` (built when reached: it checks that the mix exists).
+    stages.append(StagesLater("tokenize", lambda: [_tokenize_stage(rp)]))
 
     if recipe.train:
         try:
@@ -455,8 +467,11 @@ def select(stages: list[Stage], names: tuple[str, ...], what: str) -> set[str]:
     """Stage names matching each of `names` exactly (a stage name or a group): an unknown name
     is an error that lists the choices."""
     chosen: set[str] = set()
+    later = {s.name for s in stages if isinstance(s, StagesLater)}
     for n in names:
         hit = {s.name for s in stages if n in (s.name, s.group)}
+        if not hit and n.split(".")[0] in later:  # a stage its factory will build
+            hit = {n}
         if not hit:
             if n in STAGES:  # a step this recipe does not have (no dedup section, ...)
                 continue
@@ -493,6 +508,8 @@ def run_recipe(
         last = None
         if until:
             hit = select(stages, (until,), "--until")
+            later = {s.name for s in stages if isinstance(s, StagesLater)}
+            hit |= {n.split(".")[0] for n in hit} & later  # a stage of a later step: the step
             last = max((i for i, s in enumerate(stages) if s.name in hit), default=None)
             if last is None:  # a step this recipe lacks: stop before the next step that exists
                 after = STAGES[STAGES.index(until) + 1 :]
@@ -510,7 +527,11 @@ def run_recipe(
         echo(f"recipe {recipe_path} -> {wd}")
         try:
             for i, stage in enumerate(stages):
-                run_stage(stage, ctx)
+                if isinstance(stage, StagesLater):
+                    for sub in stage.factory():
+                        run_stage(sub, ctx)
+                else:
+                    run_stage(stage, ctx)
                 if last is not None and i >= last:
                     break
         finally:
