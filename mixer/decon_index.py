@@ -464,7 +464,10 @@ class DeconIndexStage(Stage):
         self.out = Path(out)
 
     def _files(self) -> list[str]:
-        from mixer.ingest import resolve_inputs
+        try:  # the one input resolver (mixer.inputs once the reliability work is merged)
+            from mixer.inputs import resolve_inputs
+        except ImportError:
+            from mixer.ingest import resolve_inputs
 
         return resolve_inputs(self.config["eval_sets"])
 

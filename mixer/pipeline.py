@@ -94,7 +94,10 @@ class RecipePaths:
 def inputs_fingerprint(inputs: list[str]) -> list:
     """Names, sizes and mtimes of every shard the inputs resolve to (the one input resolver:
     recursive, de-duplicated), so a changed shard anywhere under a folder reruns ingest."""
-    from mixer.ingest import resolve_inputs  # moves to mixer.inputs with the reliability work
+    try:  # the one input resolver (mixer.inputs once the reliability work is merged)
+        from mixer.inputs import resolve_inputs
+    except ImportError:
+        from mixer.ingest import resolve_inputs
     from mixer.io import file_fingerprint, is_url
 
     out = []
