@@ -116,7 +116,8 @@ def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
     changed.write_text(yaml.safe_dump(recipe, sort_keys=False))
     out = _run(["run", str(changed)])
     ran = {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
-    assert ran == {"mix.stats", "mix.select", "tokenize", "report"}, out
+    assert {"mix.stats", "mix.select"} <= ran, out
+    assert {name.split(".")[0] for name in ran} == {"mix", "tokenize", "report"}, out
 
 
 def test_sql_and_explain(finished):
