@@ -32,6 +32,7 @@ from mixer.errors import MixerError
 from mixer.hashing import mix64
 from mixer.io import (
     atomic_path,
+    clean_temporaries,
     config_hash,
     read_json,
     write_json_atomic,
@@ -647,6 +648,7 @@ class MixStatsStage(Stage):
         return {s: _layout(self.recipe, self.workdir, s) for s in self.recipe.sources}
 
     def setup(self, ctx) -> None:
+        clean_temporaries(_mix_state(self.workdir, self.recipe.name) / "survivors")
         for s, lay in self._layouts().items():
             if lay.missing:
                 raise MixerError(
@@ -719,6 +721,9 @@ class MixSelectStage(Stage):
 
     def _stats_path(self) -> Path:
         return _mix_state(self.workdir, self.recipe.name) / "stats.json"
+
+    def setup(self, ctx) -> None:
+        clean_temporaries(self.out_dir)  # a killed run's half-written parts (the lock is held)
 
     def _record_path(self) -> Path:  # the parts mixer wrote into mixes/<mix>/
         return _mix_state(self.workdir, self.recipe.name) / "written.json"

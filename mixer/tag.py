@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from mixer.errors import MixerError
 from mixer.io import (
+    clean_temporaries,
     config_hash,
     file_fingerprint,
     parquet_writer_atomic,
@@ -134,6 +135,9 @@ class TagStage(Stage):
 
     def setup(self, ctx) -> None:
         self._keys = None  # models may have changed since the stage object was built
+        for s, names in self.config["taggers"].items():
+            for name in names:  # a killed run's half-written parts (the lock is held)
+                clean_temporaries(attributes_dir(self.workdir, name, s))
         present = set(list_sources(self.workdir))
         if not present:
             raise MixerError(
