@@ -10,10 +10,11 @@ select stages by exact name or group, nothing else. Caching and resume are the r
 skipped, and inside a stage every finished task is. A changed output of one stage changes the
 fingerprint of the stages that read it, so they run again without being forced.
 
-Stages built from older functions (ingest, dedup, tokenize) go through `CallStage`, one small
-adapter: it calls the function on the driver, with that function's own parallel map bound to
-the run's executor. They become real task stages by swapping one line each in `build_stages`
-(see the comments marked ADAPTER).
+Ingest, dedup and tokenize are task stages of their own (`IngestStage`, `dedup_stages`,
+`tokenize_stages`); where those are not in this checkout yet, `build_stages` falls back to
+`CallStage`, one small adapter that calls the older function (ingest, run_dedup, tokenize_mix)
+on the driver with its parallel map bound to the run's executor. Everything marked ADAPTER goes
+once all three are merged.
 """
 
 from __future__ import annotations
@@ -290,14 +291,13 @@ class ReportStage(Stage):
 # ------------------------------------------------------------------ the recipe's stages
 
 
-def build_stages(recipe, workdir: Path) -> list[Stage]:
-    """Every stage of `mixer run` for this recipe, in order."""
-    rp = RecipePaths(recipe, Path(workdir))
-    wd = rp.workdir
-    stages: list[Stage] = []
+def _field_map(field_map, spec):
+    return field_map(**{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()})
 
-    # ingest: one stage per source.
-    # ADAPTER: with the reliability work, replace this loop by `stages.append(IngestStage(...))`.
+
+def _ingest_calls(recipe, wd: Path) -> list[Stage]:
+    """ADAPTER: `ingest()` per source, one CallStage each (before IngestStage existed)."""
+    stages: list[Stage] = []
     from mixer.ingest import FieldMap, ingest, summarize
 
     def run_ingest(ctx, spec, name, fields):
@@ -330,6 +330,44 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
                 },
             )
         )
+    return stages
+
+
+def _dedup_call(recipe, wd: Path) -> Stage:
+    """ADAPTER: `run_dedup()` as one CallStage (before dedup_stages existed)."""
+    from mixer.dedup import run_dedup
+
+    dedup = dict(recipe.dedup)
+    return CallStage(
+        "dedup",
+        "dedup",
+        wd,
+        lambda ctx: run_dedup(wd, workers=ctx.executor.workers, progress=ctx.progress, **dedup),
+        dedup,
+        lambda: [
+            tree_fingerprint(documents_dir(wd)),
+            tree_fingerprint(attributes_dir(wd, "quality")),
+        ],
+        [attributes_dir(wd, "dedup")],
+    )
+
+
+def build_stages(recipe, workdir: Path) -> list[Stage]:
+    """Every stage of `mixer run` for this recipe, in order."""
+    rp = RecipePaths(recipe, Path(workdir))
+    wd = rp.workdir
+    stages: list[Stage] = []
+
+    try:  # the ingest stage (one task per source and shard)
+        from mixer.ingest import FieldMap, IngestSource, IngestStage
+    except ImportError:  # ADAPTER until the reliability work is merged: delete with _ingest_calls
+        stages += _ingest_calls(recipe, wd)
+    else:
+        sources = [
+            IngestSource(name, list(spec.inputs), _field_map(FieldMap, spec))
+            for name, spec in recipe.sources.items()
+        ]
+        stages.append(IngestStage(wd, sources, prune="sources"))
 
     tok = recipe.tokenizer
     if tok.get("path"):
@@ -369,34 +407,19 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
         stages.append(TagStage(wd, later, settings, name="tag-classifiers"))
 
     if recipe.dedup:
-        # ADAPTER: with the dedup work, `stages += dedup_stages(wd, dict(recipe.dedup))`.
-        from mixer.dedup import run_dedup
-
-        dedup = dict(recipe.dedup)
-        stages.append(
-            CallStage(
-                "dedup",
-                "dedup",
-                wd,
-                lambda ctx: run_dedup(
-                    wd, workers=ctx.executor.workers, progress=ctx.progress, **dedup
-                ),
-                dedup,
-                lambda: [
-                    tree_fingerprint(documents_dir(wd)),
-                    tree_fingerprint(attributes_dir(wd, "quality")),
-                ],
-                [attributes_dir(wd, "dedup")],
-            )
-        )
+        try:  # signatures, candidates, clusters, writes: tasks of their own
+            from mixer.dedup import dedup_stages
+        except ImportError:  # ADAPTER until the dedup work is merged: delete with _dedup_call
+            stages.append(_dedup_call(recipe, wd))
+        else:
+            stages += dedup_stages(wd, dict(recipe.dedup))
 
     from mixer.mix import mix_stages
 
     stages += mix_stages(recipe, wd)
 
-    # ADAPTER: with the tokens work, the factory returns `tokenize_stages(src, tokenizer, out,
-    # workdir=wd, **options)` (built when reached: it checks that the mix exists).
-    stages.append(StagesLater("tokenize", lambda: [_tokenize_stage(rp)]))
+    # built when reached: tokenize_stages checks that the mix exists
+    stages.append(StagesLater("tokenize", lambda: _tokenize_stages(rp)))
 
     if recipe.train:
         try:
@@ -419,7 +442,27 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
 DECON_INDEX_KEYS = ("ngram", "fields", "min_words")  # the rest of `decon:` configures the tagger
 
 
-def _tokenize_stage(rp: RecipePaths) -> Stage:
+def _tokenize_stages(rp: RecipePaths) -> list[Stage]:
+    try:  # encoding per part, then the seeded shuffle and packing: tasks of their own
+        from mixer.tokenization import tokenize_stages
+    except ImportError:  # ADAPTER until the tokens work is merged: delete with _tokenize_call
+        return [_tokenize_call(rp)]
+    recipe, wd = rp.recipe, rp.workdir
+    tok = recipe.tokenizer
+    options = {k: tok.get(k) for k in ("eos", "eos_id", "bos", "bos_id") if tok.get(k) is not None}
+    options = {"seed": recipe.seed, "dtype": tok.get("dtype", "auto"), **options}
+    options.update({k: v for k, v in (recipe.tokenize or {}).items() if k != "workers"})
+    return tokenize_stages(
+        mix_dir(wd, recipe.name),
+        rp.tokenizer_path,
+        tokens_dir(wd, recipe.name),
+        workdir=wd,
+        **options,
+    )
+
+
+def _tokenize_call(rp: RecipePaths) -> Stage:
+    """ADAPTER: `tokenize_mix()` and a verification as one CallStage."""
     from mixer.tokenize import tokenize_mix
     from mixer.verify_tokens import verify_tokens
 
