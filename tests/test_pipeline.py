@@ -118,6 +118,11 @@ def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
     ran = {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
     assert {"mix.stats", "mix.select"} <= ran, out
     assert {name.split(".")[0] for name in ran} == {"mix", "tokenize", "report"}, out
+    # back to the recipe's own mix: later tests compare other runs of it with this workdir
+    manifest = (wd / "mixes" / "sample.manifest.json").read_bytes()
+    out = _run(["run", str(recipe_path)])
+    assert "[mix.stats] up to date" not in out, out
+    assert (wd / "mixes" / "sample.manifest.json").read_bytes() != manifest
 
 
 def test_sql_and_explain(finished):
