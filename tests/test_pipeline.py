@@ -299,6 +299,9 @@ def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
         ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
 
     def every_output(root: Path) -> dict[str, str]:
         skip = ("state/", "report/", "mixer.log", "runs/")
