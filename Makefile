@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-sample_data/.complete: $(STAMP) mixer/sample_data.py
-	$(PY) -m mixer.sample_data --out sample_data --seed 0
+sample_data/.complete: $(STAMP) mixer/devtools/sample_data.py
+	$(PY) -m mixer.devtools.sample_data --out sample_data --seed 0
 	touch $@
 
 sample-data: sample_data/.complete

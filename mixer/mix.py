@@ -668,6 +668,7 @@ class MixStatsStage(Stage):
         return {s: _layout(self.recipe, self.workdir, s) for s in self.recipe.sources}
 
     def setup(self, ctx) -> None:
+        clean_temporaries(_mix_state(self.workdir, self.recipe.name) / "survivors")
         for s, lay in self._layouts().items():
             if lay.missing:
                 raise MixerError(
@@ -701,12 +702,9 @@ class MixStatsStage(Stage):
         return out
 
     def _survivors_path(self, source: str, part: Path) -> Path:
-        return (
-            _mix_state(self.workdir, self.recipe.name)
-            / "survivors"
-            / source
-            / (part_name(part_index(part), ".npz"))
-        )
+        folder = documents_dir(self.workdir, source).name  # safe for any source string
+        name = part_name(part_index(part), ".npz")
+        return _mix_state(self.workdir, self.recipe.name) / "survivors" / folder / name
 
     def run_task(self, task: Task) -> dict:
         source, part = task.args
@@ -746,6 +744,9 @@ class MixSelectStage(Stage):
 
     def _stats_path(self) -> Path:
         return _mix_state(self.workdir, self.recipe.name) / "stats.json"
+
+    def setup(self, ctx) -> None:
+        clean_temporaries(self.out_dir)  # a killed run's half-written parts (the lock is held)
 
     def _record_path(self) -> Path:  # the parts mixer wrote into mixes/<mix>/
         return _mix_state(self.workdir, self.recipe.name) / "written.json"
@@ -854,7 +855,8 @@ class MixSelectStage(Stage):
         return tasks
 
     def _survivors(self, source: str, parts: list[dict]) -> dict:
-        d = _mix_state(self.workdir, self.recipe.name) / "survivors" / source
+        folder = documents_dir(self.workdir, source).name
+        d = _mix_state(self.workdir, self.recipe.name) / "survivors" / folder
         cols: dict[str, list] = {"part": [], "row": [], "h": [], "n": []}
         for r in sorted(parts, key=lambda r: r["index"]):
             with np.load(d / part_name(r["index"], ".npz")) as z:

@@ -1,7 +1,7 @@
 """`mixer run`: a recipe becomes a list of Stage objects, and `run_stage` runs each in turn.
 
-    ingest.<source> -> tokenizer -> decon-index -> tag -> train-fasttext.<tagger>
-      -> tag-classifiers -> dedup -> mix.stats -> mix.select -> tokenize -> train -> report
+    ingest -> tokenizer -> decon-index -> tag -> train-fasttext.<tagger>
+      -> tag-classifiers -> dedup.* -> mix.stats -> mix.select -> tokenize.* -> train -> report
 
 `build_stages(recipe, workdir)` lists them (docs/pipeline.md: where each one lives). Every
 stage has a name and a group (`ingest`, `train-fasttext`, `mix`, ...): `--until` and `--force`
@@ -9,6 +9,9 @@ select stages by exact name or group, nothing else. Caching and resume are the r
 (mixer/stage.py): a stage whose fingerprint and outputs are recorded in state/stages/ is
 skipped, and inside a stage every finished task is. A changed output of one stage changes the
 fingerprint of the stages that read it, so they run again without being forced.
+
+Steps whose stages can only be configured from what earlier steps write (tokenize reads the
+mix and the tokenizer of this run) are `StagesLater`: built when the run reaches them.
 """
 
 from __future__ import annotations
@@ -81,6 +84,18 @@ class RecipePaths:
                 if self.recipe.decon.get(key) is not None:
                     decon.setdefault(key, self.recipe.decon[key])
         return settings
+
+
+class StagesLater(Stage):
+    """A step whose stage objects can only be built once the stages before it have run (their
+    factory checks inputs, such as the mix folder, that do not exist yet). `run_recipe` calls
+    `factory()` when the step is reached and runs the stages it returns. `--force`/`--until`
+    name it by its name (its stages' group) or one of its stages as `<name>.<stage>`."""
+
+    def __init__(self, name: str, factory: Callable[[], list[Stage]]):
+        super().__init__(Path("."), None)
+        self.name = self.group = name
+        self.factory = factory
 
 
 # ------------------------------------------------------------------ one-task stages
@@ -211,31 +226,23 @@ class ReportStage(Stage):
 # ------------------------------------------------------------------ the recipe's stages
 
 
+def _field_map(field_map, spec):
+    return field_map(**{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()})
+
+
 def build_stages(recipe, workdir: Path) -> list[Stage]:
     """Every stage of `mixer run` for this recipe, in order."""
     rp = RecipePaths(recipe, Path(workdir))
     wd = rp.workdir
     stages: list[Stage] = []
 
-    # ingest: one stage for every source (a shard two sources list is read once per source).
     from mixer.ingest import FieldMap, IngestSource, IngestStage
 
-    stages.append(
-        IngestStage(
-            wd,
-            [
-                IngestSource(
-                    name,
-                    list(spec.inputs),
-                    FieldMap(
-                        **{k.removesuffix("_field"): v for k, v in (spec.ingest or {}).items()}
-                    ),
-                )
-                for name, spec in recipe.sources.items()
-            ],
-            prune="sources",
-        )
-    )
+    sources = [
+        IngestSource(name, list(spec.inputs), _field_map(FieldMap, spec))
+        for name, spec in recipe.sources.items()
+    ]
+    stages.append(IngestStage(wd, sources, prune="sources"))  # a task per (source, shard)
 
     tok = recipe.tokenizer
     if tok.get("path"):
@@ -277,13 +284,14 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
     if recipe.dedup:
         from mixer.dedup import dedup_stages
 
-        stages += dedup_stages(wd, dict(recipe.dedup))
+        stages += dedup_stages(wd, dict(recipe.dedup))  # signatures, candidates, clusters, writes
 
     from mixer.mix import mix_stages
 
     stages += mix_stages(recipe, wd)
 
-    stages += _tokenize_stages(rp)
+    # built when reached: tokenize_stages checks that the mix exists
+    stages.append(StagesLater("tokenize", lambda: _tokenize_stages(rp)))
 
     if recipe.train:
         try:
@@ -311,66 +319,20 @@ def _tokenize_stages(rp: RecipePaths) -> list[Stage]:
 
     recipe, wd = rp.recipe, rp.workdir
     tok = recipe.tokenizer
-    src, out = mix_dir(wd, recipe.name), tokens_dir(wd, recipe.name)
     options = {k: tok.get(k) for k in ("eos", "eos_id", "bos", "bos_id") if tok.get(k) is not None}
-    options = {"seed": recipe.seed, **options, **(recipe.tokenize or {})}
-    options.setdefault("dtype", tok.get("dtype", "auto"))
-    options.pop("workers", None)  # the run's executor decides
-    # Their configuration reads the mix and the tokenizer, which earlier stages of this run write.
-    built: list[Stage] = []
-
-    def make(i: int) -> Stage:
-        if not built:
-            built.extend(tokenize_stages(src, rp.tokenizer_path, out, workdir=wd, **options))
-        return built[i]
-
+    options = {"seed": recipe.seed, "dtype": tok.get("dtype", "auto"), **options}
+    options.update({k: v for k, v in (recipe.tokenize or {}).items() if k != "workers"})
+    src, out = mix_dir(wd, recipe.name), tokens_dir(wd, recipe.name)
+    # encoding per part, then the seeded shuffle and packing; then a check of what was written
     return [
-        DeferredStage("tokenize.encode", "tokenize", wd, lambda: make(0)),
-        DeferredStage("tokenize.write", "tokenize", wd, lambda: make(1)),
+        *tokenize_stages(src, rp.tokenizer_path, out, workdir=wd, **options),
         VerifyTokensStage(wd, {"src": str(src), "out": str(out), "seed": recipe.seed}),
     ]
 
 
-class DeferredStage(Stage):
-    """A stage whose configuration depends on files that earlier stages of the same run write
-    (the tokenizer it trains, the mix it selects): built on the driver when its turn comes."""
-
-    def __init__(self, name: str, group: str, workdir: Path, make: Callable[[], Stage]):
-        super().__init__(workdir)
-        self.name, self.group = name, group
-        self._make, self._stage = make, None
-
-    def __getstate__(self):  # workers get the built stage, not the factory
-        return {**self.__dict__, "_make": None}
-
-    def setup(self, ctx: RunContext) -> None:
-        self._stage = self._make()
-        if self._stage.name != self.name:
-            raise RuntimeError(f"deferred stage {self.name} built {self._stage.name}")
-        self._stage.setup(ctx)
-
-    def config_dict(self) -> dict:
-        return self._stage.config_dict()
-
-    def input_fingerprint(self):
-        return self._stage.input_fingerprint()
-
-    def outputs(self):
-        return self._stage.outputs()
-
-    def tasks(self):
-        return self._stage.tasks()
-
-    def run_task(self, task):
-        return self._stage.run_task(task)
-
-    def finish(self, results):
-        return self._stage.finish(results)
-
-
 class VerifyTokensStage(Stage):
     """Checks what tokenize wrote against its index and the mix text before anyone trains on
-    it (16 sampled documents per part, decoded and compared)."""
+    it (sampled documents per part, decoded and compared with their text)."""
 
     name, group = "tokenize.verify", "tokenize"
 
@@ -399,8 +361,11 @@ def select(stages: list[Stage], names: tuple[str, ...], what: str) -> set[str]:
     """Stage names matching each of `names` exactly (a stage name or a group): an unknown name
     is an error that lists the choices."""
     chosen: set[str] = set()
+    later = {s.name for s in stages if isinstance(s, StagesLater)}
     for n in names:
         hit = {s.name for s in stages if n in (s.name, s.group)}
+        if not hit and n.split(".")[0] in later:  # a stage its factory will build
+            hit = {n}
         if not hit:
             if n in STAGES:  # a step this recipe does not have (no dedup section, ...)
                 continue
@@ -437,6 +402,8 @@ def run_recipe(
         last = None
         if until:
             hit = select(stages, (until,), "--until")
+            later = {s.name for s in stages if isinstance(s, StagesLater)}
+            hit |= {n.split(".")[0] for n in hit} & later  # a stage of a later step: the step
             last = max((i for i, s in enumerate(stages) if s.name in hit), default=None)
             if last is None:  # a step this recipe lacks: stop before the next step that exists
                 after = STAGES[STAGES.index(until) + 1 :]
@@ -454,7 +421,11 @@ def run_recipe(
         echo(f"recipe {recipe_path} -> {wd}")
         try:
             for i, stage in enumerate(stages):
-                run_stage(stage, ctx)
+                if isinstance(stage, StagesLater):
+                    for sub in stage.factory():
+                        run_stage(sub, ctx)
+                else:
+                    run_stage(stage, ctx)
                 if last is not None and i >= last:
                     break
         finally:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from mixer.errors import MixerError
 from mixer.io import (
+    clean_temporaries,
     config_hash,
     file_fingerprint,
     parquet_writer_atomic,
@@ -135,6 +136,9 @@ class TagStage(Stage):
 
     def setup(self, ctx) -> None:
         self._keys = None  # models may have changed since the stage object was built
+        for s, names in self.config["taggers"].items():
+            for name in names:  # a killed run's half-written parts (the lock is held)
+                clean_temporaries(attributes_dir(self.workdir, name, s))
         present = set(list_sources(self.workdir))
         if not present:
             raise MixerError(
@@ -156,9 +160,11 @@ class TagStage(Stage):
         }
 
     def outputs(self):
+        """Every attribute part: a lost one makes the stage run (and only its task)."""
         return [
-            attributes_dir(self.workdir, t, s)
+            attributes_dir(self.workdir, t, s) / part.name
             for s, ts in self.config["taggers"].items()
+            for part in list_parts(documents_dir(self.workdir, s))
             for t in ts
         ]
 
@@ -204,13 +210,9 @@ class TagStage(Stage):
         for source, names in self.config["taggers"].items():
             now = sorted(p.name for p in list_parts(documents_dir(self.workdir, source)))
             for name in names:
-                record = (
-                    state_dir(self.workdir)
-                    / "tag"
-                    / "written"
-                    / name
-                    / f"{source_dir_name(source)}.json"
-                )
+                # the source's directory name: safe for any source string
+                folder = documents_dir(self.workdir, source).name
+                record = state_dir(self.workdir) / "tag" / "written" / name / f"{folder}.json"
                 before = read_json(record, [])
                 for stale in sorted(set(before) - set(now)):
                     (attributes_dir(self.workdir, name, source) / stale).unlink(missing_ok=True)
@@ -262,6 +264,8 @@ def tag_workdir(
     return {
         "taggers": list(taggers),
         "parts_tagged": st["ran"],
-        "parts_skipped": st["tasks"] - st["ran"] if not st["skipped"] else result["parts"],
+        # attribute parts (one per tagger and documents part) found up to date
+        "parts_skipped": len(taggers)
+        * (st["tasks"] - st["ran"] if not st["skipped"] else result["parts"]),
         "rows": {t: result["rows"].get(t, 0) for t in taggers},
     }

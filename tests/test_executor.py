@@ -45,14 +45,20 @@ def test_ray_executor_matches_local(tmp_path: Path):
     local = tmp_path / "local"
     ingest([str(raw)], local, workers=2, progress=False)
     tag_workdir(local, ["fineweb"], workers=2, progress=False)
+    on_ray = tmp_path / "ray"
+    ex = executor.RayExecutor(workers=2)  # a local Ray instance
     try:
-        executor.configure("ray")
-        on_ray = tmp_path / "ray"
-        summary = ingest([str(raw)], on_ray, workers=2, progress=False)
-        tag_workdir(on_ray, ["fineweb"], workers=2, progress=False)
+        with executor.use(ex):  # ingest's own parallel map, until it is a stage object
+            summary = ingest([str(raw)], on_ray, workers=2, progress=False)
+        tag_workdir(on_ray, ["fineweb"], progress=False, executor=ex)
     finally:
-        executor.configure("local")
         ray.shutdown()
     assert summary["quarantined"] == 3 and summary["ingested"] == 900
     assert _digest(on_ray) == _digest(local)
     assert any(k.startswith("attributes/fineweb/") for k in _digest(local))
+
+
+def test_place_balances_weight_per_cpu():
+    assert executor.place([5, 1, 1, 1, 1, 1], [1, 1]) == [0, 1, 1, 1, 1, 1]
+    assert executor.place([1] * 6, [1, 2]).count(1) == 4  # twice the CPUs, twice the tasks
+    assert executor.place([], [1, 1]) == []

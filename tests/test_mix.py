@@ -327,3 +327,39 @@ def test_seeded_hash_depends_on_id_and_seed_only():
     many = seeded_hash(pa.array([f"doc-{i}" for i in range(20000)]), 0)
     assert len(np.unique(many)) == 20000
     assert abs((many >> np.uint64(63)).mean() - 0.5) < 0.02  # top bit balanced
+
+
+def test_mix_bytes_do_not_depend_on_workers_and_foreign_files_stay(setup, tmp_path):
+    from mixer.executor import LocalExecutor
+    from mixer.schema import mix_manifest_path
+
+    path, workdir, *_ = setup
+    r = load(path, overrides={"mix.max_rows_per_part": 150})
+    run_mix(r, progress=False, executor=LocalExecutor(1))
+    out = mix_dir(workdir, "t")
+    one = {p.name: p.read_bytes() for p in out.iterdir()}
+    manifest = mix_manifest_path(workdir, "t").read_bytes()
+    assert len(one) > 6 and all(n.endswith(".parquet") for n in one)  # nothing else in there
+    assert b"fingerprint" not in manifest and b"mtime" not in manifest
+    # the same selection on 2 workers, from scratch: the same bytes, manifest included
+    for p in out.iterdir():
+        p.unlink()
+    mix_manifest_path(workdir, "t").unlink()
+    import shutil
+
+    shutil.rmtree(workdir / "state")
+    ex = LocalExecutor(2)
+    try:
+        assert run_mix(r, progress=False, executor=ex)["skipped"] is False
+    finally:
+        ex.close()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == one
+    assert mix_manifest_path(workdir, "t").read_bytes() == manifest
+    # a smaller selection deletes the parts mixer wrote, never a file it did not write
+    (out / "part-99999.parquet").write_bytes(b"not ours")
+    (workdir / "mixes" / "notes.txt").write_text("mine")
+    m = run_mix(load(path, overrides={"budget": "50K"}), progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert names == {p["path"] for p in m["parts"]} | {"part-99999.parquet"}
+    assert len(names) < len(one) + 1
+    assert (workdir / "mixes" / "notes.txt").read_text() == "mine"

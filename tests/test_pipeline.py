@@ -4,6 +4,7 @@ inspection commands."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from mixer.cli import main
-from mixer.sample_data import generate
+from mixer.devtools.sample_data import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,12 +46,18 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _outputs(wd: Path) -> dict[str, str]:
-    """Digests of the final products: mix, tokens, attributes, documents."""
+    """Digests of the final products: mix (and its manifest, but for the recipe's path, which
+    differs between these runs), tokens, attributes, documents; the workdir's own path, which
+    tokens.json names, reads as WD."""
     out = {}
     for sub in ("documents", "attributes", "mixes", "tokens"):
         for p in sorted((wd / sub).rglob("*")):
-            if p.is_file() and not p.name.endswith("manifest.json") and p.name != "tokens.json":
-                out[str(p.relative_to(wd))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            if not p.is_file():
+                continue
+            data = p.read_bytes().replace(str(wd).encode(), b"WD")
+            if p.name.endswith(".manifest.json"):
+                data = json.dumps({**json.loads(data), "recipe": None}).encode()
+            out[str(p.relative_to(wd))] = hashlib.sha256(data).hexdigest()
     return out
 
 
@@ -109,14 +116,13 @@ def test_changing_a_filter_reruns_only_mix_and_after(finished, tmp_path):
     changed.write_text(yaml.safe_dump(recipe, sort_keys=False))
     out = _run(["run", str(changed)])
     ran = {line.split("]")[0][1:] for line in out.splitlines() if "] running" in line}
-    assert ran == {
-        "mix.stats",
-        "mix.select",
-        "tokenize.encode",
-        "tokenize.write",
-        "tokenize.verify",
-        "report",
-    }, out
+    assert {"mix.stats", "mix.select"} <= ran, out
+    assert {name.split(".")[0] for name in ran} == {"mix", "tokenize", "report"}, out
+    # back to the recipe's own mix: later tests compare other runs of it with this workdir
+    manifest = (wd / "mixes" / "sample.manifest.json").read_bytes()
+    out = _run(["run", str(recipe_path)])
+    assert "[mix.stats] up to date" not in out, out
+    assert (wd / "mixes" / "sample.manifest.json").read_bytes() != manifest
 
 
 def test_sql_and_explain(finished):
@@ -160,11 +166,11 @@ def test_kill_at_several_points_then_resume_is_identical(finished, corpus, tmp_p
     cmd = [sys.executable, "-m", "mixer.cli", "run", str(recipe), "--quiet", "--workers", "2"]
     # kill -9 once each of these stages has started
     killed = 0
-    for marker in ("ingest", "tag", "dedup.candidates", "mix.stats"):
+    for marker in ("ingest*", "tag", "dedup*", "mix.stats"):  # a stage of the step has finished
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         deadline = time.time() + 240
         while proc.poll() is None and time.time() < deadline:
-            if (wd / "state" / "stages" / marker / "stage.json").exists():
+            if any((wd / "state" / "stages").glob(f"{marker}/stage.json")):
                 time.sleep(0.3)  # into the next stage
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
@@ -188,6 +194,125 @@ def test_force_and_until_select_stages_exactly(finished):
     out = _run(["run", str(recipe), "--force", "tag", "--until", "tag"])
     assert ran(out) == {"tag"}, out  # not tag-classifiers: no prefix matching
     out = _run(["run", str(recipe), "--force", "ingest", "--until", "ingest"])
-    assert ran(out) == {"ingest"}, out
+    assert ran(out) and {n.split(".")[0] for n in ran(out)} == {"ingest"}, out
     bad = CliRunner().invoke(main, ["run", str(recipe), "--force", "ta"])
     assert bad.exit_code == 2 and "no such stage" in bad.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
+    """`ray start --block` in its own session: stopping that session stops only this node."""
+    ray_bin = Path(sys.executable).parent / "ray"
+    return subprocess.Popen(
+        [str(ray_bin), "start", "--block", "--disable-usage-stats", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+            time.sleep(0.5)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
+    """A two-node Ray cluster on loopback runs the sample recipe: every stage that runs tasks
+    on Ray runs them on both nodes, and every output is byte-identical to the local run's."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("aiohttp")  # ray[default]: the dashboard serves the state API
+    from ray.util.state import list_nodes, list_tasks
+
+    recipe, local_wd, _ = finished
+    port, dash = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",  # DESIGN.md pitfalls: a stored token breaks a second node
+        "PYTHONPATH": str(ROOT),
+    }
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    temp = Path(f"/tmp/mx-ray-{port}")  # short: Ray's socket paths have a length limit
+    head = _ray_node(
+        ["--head", f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=1",
+         "--include-dashboard=true", f"--temp-dir={temp}"],
+        env,
+    )  # fmt: skip
+    nodes = [head]
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if (
+                subprocess.run(
+                    [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"],
+                    env=env,
+                    capture_output=True,
+                ).returncode
+                == 0
+            ):
+                break
+            time.sleep(1)
+        nodes.append(
+            _ray_node([f"--address={address}", "--num-cpus=1", '--resources={"node2": 1}'], env)
+        )
+        ray.init(address=address, log_to_driver=False)
+        while time.time() < deadline and len([n for n in list_nodes() if n.state == "ALIVE"]) < 2:
+            time.sleep(0.5)
+        assert len(list_nodes()) == 2, "the second node did not join"
+        wd = tmp_path / "wd"
+        _run(
+            [
+                "run", str(recipe), "--workdir", str(wd), "--quiet",
+                "--executor", "ray", "--ray-address", address,
+                "--set", f"taggers.quality.model={wd / 'models' / 'quality.bin'}",
+            ]
+        )  # fmt: skip
+        time.sleep(2)  # task events reach the state API asynchronously
+        tasks = list_tasks(limit=10_000, raise_on_missing_output=False)
+        by_name: dict[str, list] = {}
+        for t in tasks:
+            by_name.setdefault(t.name, []).append(t.node_id)
+        multi = {name for name, ids in by_name.items() if len(ids) >= 2}
+        assert {"ingest", "tag", "mix.stats", "mix.select"} <= multi, by_name.keys()
+        for name in multi:
+            assert len(set(by_name[name])) == 2, f"{name}: tasks ran on one node only"
+        for single in ("tokenizer", "decon-index", "train-fasttext.quality"):
+            assert single in by_name, by_name.keys()
+    finally:
+        ray.shutdown()
+        for node in reversed(nodes):
+            _stop(node)
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
+
+    def every_output(root: Path) -> dict[str, str]:
+        skip = ("state/", "report/", "mixer.log", "runs/")
+        return {  # tokens.json names the workdir: its path reads as WD
+            str(p.relative_to(root)): hashlib.sha256(
+                p.read_bytes().replace(str(root).encode(), b"WD")
+            ).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not str(p.relative_to(root)).startswith(skip)
+        }
+
+    ours, local = every_output(wd), every_output(local_wd)
+    assert any(k.startswith("mixes/sample/") for k in local) and "tokenizer.json" in local
+    assert ours == local

@@ -119,3 +119,41 @@ def test_one_run_per_workdir_and_a_killed_holder_leaves_no_lock(tmp_path: Path):
 
     with workdir_lock(wd), workdir_lock(wd):  # and it nests within one process
         assert (wd / "state" / ".lock").read_text() == str(os.getpid())
+
+
+def test_tag_stage_removes_only_its_own_stale_parts(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mixer.schema import attributes_dir, documents_dir, part_name
+    from mixer.tag import tag_workdir
+
+    docs = documents_dir(tmp_path, "web")
+    docs.mkdir(parents=True)
+    for i in range(3):
+        ids = [f"{i}-{j}" for j in range(5)]
+        pq.write_table(
+            pa.table(
+                {
+                    "id": ids,
+                    "text": [f"Document {j} of part {i} has a few words in it." for j in range(5)],
+                    "source": ["web"] * 5,
+                    "metadata": ["{}"] * 5,
+                }
+            ),
+            docs / part_name(i),
+        )
+    s = tag_workdir(tmp_path, ["c4"], workers=1, progress=False)
+    assert s["parts_tagged"] == 3
+    attrs = attributes_dir(tmp_path, "c4", "web")
+    (attrs / "part-00077.parquet").write_bytes(b"someone else's")
+    (docs / part_name(2)).unlink()  # a documents part goes away
+    s = tag_workdir(tmp_path, ["c4"], workers=1, progress=False)
+    assert s["parts_tagged"] == 0 and s["parts_skipped"] == 2
+    assert sorted(p.name for p in attrs.iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00077.parquet",
+    ]
+    (attrs / part_name(1)).unlink()  # a lost output reruns its task only
+    assert tag_workdir(tmp_path, ["c4"], workers=1, progress=False)["parts_tagged"] == 1

@@ -31,13 +31,13 @@ def parse_value(raw: str):
         return raw
 
 
-def parse_sets(items, example: str = "budget=1M") -> dict:
+def parse_sets(items, example: str = "budget=1M", what: str = "KEY") -> dict:
     """["a.b=1", "c=x"] -> {"a.b": 1, "c": "x"}; MixerError naming the item when malformed."""
     out = {}
     for item in items or ():
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise MixerError(f"--set {item!r}: expected KEY=VALUE, e.g. {example}")
+            raise MixerError(f"--set {item!r}: expected {what}=VALUE, e.g. {example}")
         out[key.strip()] = parse_value(raw)
     return out
 
@@ -48,7 +48,7 @@ def nest(flat: dict, what: str = "TAGGER.KEY", example: str = "quality.model=m.b
     for key, value in flat.items():
         head, dot, rest = key.partition(".")
         if not dot or not head or not rest:
-            raise MixerError(f"--set {key}=...: expected {what}=VALUE, e.g. {example}")
+            raise MixerError(f"--set {key!r}: expected {what}=VALUE, e.g. {example}")
         out.setdefault(head, {})[rest] = value
     return out
 

@@ -17,7 +17,7 @@ from mixer.errors import MixerError
 
 def parse_settings(items: tuple[str, ...]) -> dict[str, dict]:
     """["gopher.min_words=100", ...] -> {"gopher": {"min_words": 100}} (the one --set parser)."""
-    return nest(parse_sets(items, "quality.model=model.bin"))
+    return nest(parse_sets(items, "quality.model=model.bin", "TAGGER.KEY"))
 
 
 def _split_list(value: str | None) -> list[str]:
