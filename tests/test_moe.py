@@ -100,6 +100,15 @@ def test_equal_active_parameters_with_the_dense_model():
     )
 
 
+def test_moe_keys_from_the_command_line():
+    from mixer.train.config import parse_sets
+
+    cfg = make_config(parse_sets(["moe.experts=8", "moe.top_k=1", "moe.lb_loss=0.02"]))
+    assert (cfg.moe_experts, cfg.moe_top_k, cfg.moe_lb_loss) == (8, 1, 0.02)
+    assert cfg.model_dict()["moe_hidden"] == cfg.ffn_hidden  # top-1: the dense width
+    assert "moe_experts" not in make_config({}).model_dict()  # dense checkpoints unchanged
+
+
 def test_moe_config_errors_are_named():
     with pytest.raises(MixerError, match="moe_top_k"):
         make_config({"moe": {"experts": 2, "top_k": 3}})

@@ -14,6 +14,20 @@ PALETTE = getattr(_report, "PALETTE", ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2
 EXTRA_CSS = ".win{font-weight:bold}.sig{color:#2a7d2a}.nosig{color:#a66}"
 
 
+def _table(rows: list[dict]) -> str:
+    """The run report's table helper when it has one, else the same plain table."""
+    helper = getattr(_report, "table", None)
+    if helper is not None:
+        return helper(rows)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _num(v, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -156,7 +170,7 @@ def render(res: dict) -> str:
                "<th>epochs per run</th><th>shares</th></tr>" + "".join(rows) + "</table>")  # fmt: skip
     out.append(
         "<h2>Evaluation domains</h2>"
-        + _report.table(
+        + _table(
             [
                 {k: d[k] for k in ("name", "kind", "documents", "tokens", "bytes")}
                 for d in res["domains"]

@@ -3,7 +3,9 @@
 1. Every recipe runs through the pipeline up to `tokenize` (cached stages are skipped), with
    `mix.heldout_fraction`/`mix.heldout_seed` set the same for all, so the same held-out
    documents of every source are excluded from every mix. Recipes that share a workdir and a
-   mix name get distinct mix names (their file stems).
+   mix name get distinct mix names (their file stems); the ablation's mix of a recipe that
+   does not hold out those documents itself is written as `<mix>-ablate`, so the recipe's own
+   mix folder is never overwritten.
 2. The evaluation sets are built once: held-out documents per source, plus the JSONL sets given.
 3. One training run per (mix, seed), all with the same proxy config, token count and seeds (so
    the same initial weights for a seed), as tasks of one Stage: finished runs are recorded and
@@ -32,6 +34,7 @@ from mixer.stage import RunContext, Stage, Task, run_stage
 
 FORMAT = "mixer-ablate/1"
 DEFAULT_HELDOUT = 0.02
+ABLATE_SUFFIX = "-ablate"  # on-disk mix name when the recipe's own mix holds out nothing
 OVERALL = "overall"  # every held-out domain together (bits over bytes)
 LN2 = math.log(2.0)
 
@@ -321,19 +324,23 @@ def ablate(
     mixes, build_seconds = [], {}
     for path, recipe, mix in zip(recipes, loaded, mix_names, strict=True):
         overrides = {**base, "mix.heldout_fraction": frac, "mix.heldout_seed": hseed}
-        if mix != recipe.name:
-            overrides["name"] = mix
+        # A recipe that does not hold out these documents itself gets its ablation mix under
+        # another name, so its own mix folder (what `mixer run` made) is left as it is.
+        own = (recipe.mix.get("heldout_fraction"), recipe.mix.get("heldout_seed") or 0)
+        disk = mix if own == (frac, hseed) else f"{mix}{ABLATE_SUFFIX}"
+        if disk != recipe.name:
+            overrides["name"] = disk
         t0 = time.perf_counter()
         wd = run_recipe(
             path, until="tokenize", overrides=overrides, workers=workers,
             progress=progress and not quiet, quiet=quiet,
         )  # fmt: skip
         build_seconds[mix] = round(time.perf_counter() - t0, 2)
-        tdir = tokens_dir(wd, mix)
+        tdir = tokens_dir(wd, disk)
         info = read_json(tdir / "tokens.json")
         if not info:
             raise MixerError(f"{tdir}/tokens.json: missing after the pipeline ran")
-        manifest = read_json(mix_manifest_path(tdir.parent.parent, mix)) or {}
+        manifest = read_json(mix_manifest_path(wd, disk)) or {}
         mixes.append(
             {
                 "name": mix,
@@ -344,6 +351,7 @@ def ablate(
                 "fingerprint": info.get("fingerprint") or _sha256(tdir / "tokens.json"),
                 "info": {
                     "recipe": str(path),
+                    "mix_dir": disk,
                     "workdir": str(wd),
                     "total_tokens": info.get("total_tokens"),
                     "tokens_per_source": info.get("tokens_per_source"),
@@ -380,16 +388,17 @@ def ablate(
     # 3. the runs
     import torch
 
-    per_step = None
     from mixer.train.config import make_config
 
     cfg_obj = make_config(settings, where="--proxy")
     per_step = cfg_obj.batch_size * cfg_obj.seq_len
     on_gpu = cfg_obj.device == "cuda" or (cfg_obj.device == "auto" and torch.cuda.is_available())
     n_workers = 1 if on_gpu else (workers or min(2, os.cpu_count() or 1))
-    proxy_desc = {"name": proxy if not Path(proxy).is_file() else "checkpoint", "path": None}
-    if proxy_desc["name"] == "checkpoint":
-        proxy_desc["path"] = str(proxy)
+    from mixer.ablate.proxy import PROXIES
+
+    proxy_desc = {"name": proxy, "path": None}
+    if proxy not in PROXIES:
+        proxy_desc = {"name": "checkpoint", "path": str(proxy)}
     config = {
         "name": name,
         "out": str(out_dir),

@@ -91,12 +91,7 @@ def ablate_cmd(recipes, proxy, tokens, seeds, name, out, workdir, evalsets, eval
     from mixer.ablate.run import ablate
     from mixer.train.config import parse_sets
 
-    overrides = {}
-    for key, value in parse_sets(sets).items():
-        if key.startswith("moe."):  # --set moe.experts=8 -> the moe mapping
-            overrides.setdefault("moe", {})[key[4:]] = value
-        else:
-            overrides[key] = value
+    overrides = parse_sets(sets)  # --set moe.experts=8 works too (mixer.train.config)
     res = ablate(
         list(recipes),
         proxy=proxy,

@@ -188,6 +188,9 @@ def make_config(overrides: dict | None = None, where: str = "train config") -> T
     """A validated TrainConfig from a preset (key `preset`) plus overrides; names bad keys."""
     values = dict(overrides or {})
     preset = values.pop("preset", "demo") or "demo"
+    for key in [k for k in values if isinstance(k, str) and k.startswith("moe.")]:
+        moe = values.get("moe")  # --set moe.experts=8 joins the moe mapping
+        values["moe"] = {**(moe if isinstance(moe, dict) else {}), key[4:]: values.pop(key)}
     if "moe" in values:  # moe: {experts: 8, top_k: 2, hidden: 0, lb_loss: 0.01, z_loss: 0.001}
         moe = values.pop("moe")
         if moe in (None, False, 0):
