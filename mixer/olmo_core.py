@@ -121,6 +121,9 @@ def build_export(
     parts = info.get("parts") or []
     if not parts:
         raise MixerError(f"{tokens_dir / 'tokens.json'}: no parts listed")
+    for key in ("dtype", "vocab_size", "eos_id"):
+        if info.get(key) is None:
+            raise MixerError(f"{tokens_dir / 'tokens.json'}: key {key!r} missing")
     if int(sequence_length) < 1:
         raise MixerError(f"--sequence-length must be positive, got {sequence_length}")
     total = int(info.get("total_tokens") or sum(int(p["tokens"]) for p in parts))

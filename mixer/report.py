@@ -472,6 +472,7 @@ def _distribution_section(report: dict) -> str:
                                      x_label="characters (bucket: up to this many)"),
                           wide=False))  # fmt: skip
     weighted = report.get("weighted_by", "documents")
+    domain_keep: list[str] = []
     for key, title, chart_id in (
         ("mix_domain_distribution", "Domains of the final mix", "chart-mix-domains"),
         ("mix_lang_distribution", "Languages of the final mix", "chart-mix-languages"),
@@ -481,6 +482,8 @@ def _distribution_section(report: dict) -> str:
             continue
         keep = _top_labels(dist)
         colors = ch.colors_for(keep + ([ch.OTHER] if len(keep) < len(_all_labels(dist)) else []))
+        if key == "mix_domain_distribution":
+            domain_keep = keep  # the before/after chart below uses the same labels and colors
         total = {}
         for d in dist.values():
             for k, v in _fold(d, keep).items():
@@ -491,7 +494,7 @@ def _distribution_section(report: dict) -> str:
                           if "untagged" in colors else ""))  # fmt: skip
     dom_before, dom_after = report.get("domain_distribution"), report.get("mix_domain_documents")
     if dom_before and dom_after:
-        keep = _top_labels(dom_before)
+        keep = domain_keep or _top_labels(dom_before)
         colors = ch.colors_for(keep + [ch.OTHER])
         rows = []
         for s in sorted(dom_after):

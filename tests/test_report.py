@@ -125,3 +125,22 @@ def test_every_chart_renders_in_chromium(wd, tmp_path):
         )  # nothing cut off
     # wide tables scroll inside their box: the page never gets wider than the window
     assert probe["scrollWidth"] <= probe["innerWidth"], probe
+
+
+def _legend(page: str, chart_id: str) -> list[tuple[str, str]]:
+    svg = re.search(rf'id="{chart_id}".*?</svg>', page, re.S).group(0)
+    return re.findall(r'width="11" height="11" fill="(#\w+)"/><text[^>]*>([^<]+)<', svg)
+
+
+def test_domain_charts_share_labels_and_colors_and_fold_the_tail():
+    labels = [f"domain{i:02d}" for i in range(14)]
+    dist = {s: {lb: (14 - i) * (k + 1) for i, lb in enumerate(labels)} for k, s in enumerate("abc")}
+    report = {"workdir": "w", "mix_domain_distribution": dist, "mix_domain_documents": dist,
+              "domain_distribution": {s: {**d, "untagged": 5} for s, d in dist.items()}}  # fmt: skip
+    page = render_html(report)
+    mix, before_after = (
+        _legend(page, "chart-mix-domains"),
+        _legend(page, "chart-domain-before-after"),
+    )
+    assert mix == before_after
+    assert [name for _, name in mix] == labels[:9] + ["other"]  # the 9 largest, then the rest
