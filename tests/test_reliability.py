@@ -242,6 +242,11 @@ def test_tag_and_dedup_find_sources_with_odd_names(tmp_path: Path):
     q = "SELECT source, count(gopher__keep) FROM docs GROUP BY 1"
     assert connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
     assert _connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
+    from mixer.dedup import run_dedup
+
+    run_dedup(wd, workers=1, progress=False)
+    run_dedup(wd, workers=1, progress=False)  # a rerun keeps the odd-named source's parts
+    assert pq.read_table(attributes_dir(wd, "dedup", "s2/pes2o")).num_rows == 6
 
 
 # ---------------------------------------------------------------- streams
