@@ -505,7 +505,7 @@ class IngestStage(Stage):
     def input_fingerprint(self):
         out = []
         for (source, shard), entry in self._plan().items():
-            fp = file_fingerprint(shard, with_hash=False)
+            fp = _stat(shard)
             fields = dataclasses.astuple(entry["fields"])
             out.append([source, shard, fp["size"], fp["mtime_ns"], fields])
         return out
@@ -541,7 +541,7 @@ class IngestStage(Stage):
         tasks, skipped = [], 0
         for (source, shard), entry in plan.items():
             index = parts[_pair_key(source, shard)]
-            fp = file_fingerprint(shard, with_hash=False)
+            fp = _stat(shard)
             rec = read_json(_record_path(self.workdir, index))
             epoch = 0
             if rec and rec.get("source") == source and rec.get("shard") == shard:
@@ -642,12 +642,22 @@ class IngestStage(Stage):
 
     # -- the reduce (driver)
     def finish(self, results: list[dict]) -> dict:
-        summary = _summary(self.workdir, results)
+        whole = summarize(self.workdir)  # every source of the workdir, for the report
+        write_json_atomic(state_dir(self.workdir) / "ingest.json", whole)
+        duplicates = {s: c["duplicate_ids"] for s, c in whole["sources"].items()}
+        summary = _summary(self.workdir, results, duplicates)
         fresh = sum(1 for r in results if r.get("token") == self._run_token)
         summary["shards_ingested"] = fresh
         summary["shards_skipped"] = len(results) - fresh
-        write_json_atomic(state_dir(self.workdir) / "ingest.json", summarize(self.workdir))
         return summary
+
+
+def _stat(shard: str) -> dict:
+    """Size and mtime of a shard; a shard that vanished or can't be read is a one-line error."""
+    try:
+        return file_fingerprint(shard, with_hash=False)
+    except OSError as e:
+        raise MixerError(f"can't read {shard}: {e.strerror or type(e).__name__}") from None
 
 
 def _read_parts(workdir: Path) -> dict[str, int]:
@@ -677,7 +687,7 @@ def _assign_parts(workdir: Path, pairs: list[tuple]) -> dict[str, int]:
     return parts
 
 
-def _summary(workdir: Path, stats: list[dict]) -> dict:
+def _summary(workdir: Path, stats: list[dict], duplicates: dict | None = None) -> dict:
     totals: Counter = Counter()
     reasons: Counter = Counter()
     per_source: dict[str, Counter] = {}
@@ -689,7 +699,8 @@ def _summary(workdir: Path, stats: list[dict]) -> dict:
             per_source.setdefault(src, Counter()).update(c)
         if s.get("stream_error"):
             stream_errors.append({"file": s["file"], **s["stream_error"]})
-    duplicates = duplicate_ids(workdir, sorted(per_source))
+    if duplicates is None or not set(per_source) <= set(duplicates):
+        duplicates = duplicate_ids(workdir, sorted(per_source))
     out = {
         "shards": len(stats),
         "lines_read": totals["lines_read"],

@@ -36,6 +36,9 @@ class InputError(MixerError):
         super().__init__(f"input {item!r}: {reason}")
         self.item, self.reason = item, reason
 
+    def __reduce__(self):  # crosses process and Ray boundaries intact
+        return (InputError, (self.item, self.reason))
+
 
 def has_magic(item: str) -> bool:
     return bool(_MAGIC.search(item))

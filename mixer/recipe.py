@@ -11,7 +11,6 @@ instead of failing, see `missing_inputs`).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from pathlib import Path
@@ -195,8 +194,10 @@ def missing_inputs(recipe: Recipe) -> list[str]:
                 out.append(f"{where}: cannot list {item!r} ({e})")
     eval_sets = (recipe.decon or {}).get("eval_sets") or []
     for i, item in enumerate([eval_sets] if isinstance(eval_sets, str) else eval_sets):
-        if not glob.glob(item, recursive=True):
-            out.append(f"{recipe.where('decon', 'eval_sets', i)}: no files match {item!r}")
+        try:
+            resolve_each([item])
+        except InputError as e:
+            out.append(f"{recipe.where('decon', 'eval_sets', i)}: {e.reason} ({item!r})")
     return out
 
 

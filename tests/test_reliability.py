@@ -242,6 +242,11 @@ def test_tag_and_dedup_find_sources_with_odd_names(tmp_path: Path):
     q = "SELECT source, count(gopher__keep) FROM docs GROUP BY 1"
     assert connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
     assert _connect(wd).execute(q).fetchall() == [("s2/pes2o", 6)]
+    from mixer.dedup import run_dedup
+
+    run_dedup(wd, workers=1, progress=False)
+    run_dedup(wd, workers=1, progress=False)  # a rerun keeps the odd-named source's parts
+    assert pq.read_table(attributes_dir(wd, "dedup", "s2/pes2o")).num_rows == 6
 
 
 # ---------------------------------------------------------------- streams
@@ -478,3 +483,34 @@ def test_adding_an_input_reruns_only_its_shards(tmp_path: Path):
     ingest([str(x)], wd, source="web", progress=False, workers=1)
     s = ingest([str(x), str(y)], wd, source="web", progress=False, workers=1)
     assert s["shards_ingested"] == 1 and s["shards_skipped"] == 1 and s["ingested"] == 6
+
+
+def test_ingest_stage_bytes_do_not_depend_on_workers(tmp_path: Path):
+    import hashlib
+
+    from mixer.executor import LocalExecutor
+
+    raw = tmp_path / "raw"
+    for s in range(3):
+        _shard(
+            raw / f"s{s}.jsonl.zst",
+            [_doc(s * 100 + i, source=["web", "s2/pes2o"][i % 2]) for i in range(50)] + [b"{x"],
+        )
+    sources = [IngestSource(None, [str(raw)]), IngestSource("all", [str(raw)])]
+
+    def digest(wd: Path) -> dict:
+        return {
+            str(p.relative_to(wd)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for sub in ("documents", "quarantine")
+            for p in sorted((wd / sub).rglob("*"))
+            if p.is_file()
+        }
+
+    out = []
+    for workers in (1, 2):
+        wd = tmp_path / f"wd{workers}"
+        ctx = RunContext(wd, LocalExecutor(workers), progress=False, echo=lambda _m: None)
+        s = run_stage(IngestStage(wd, sources), ctx)
+        assert s["lines_read"] == 2 * 153 and s["quarantined"] == 6
+        out.append(digest(wd))
+    assert out[0] == out[1] and len(out[0]) == 3 * 3 + 3 + 3  # web, s2/pes2o, all; quarantine
