@@ -256,6 +256,7 @@ def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
     )  # fmt: skip
     nodes = [head]
     address = f"127.0.0.1:{port}"
+    state_api = f"http://127.0.0.1:{dash}"  # explicit: other Ray instances may run on this machine
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -273,9 +274,12 @@ def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
             _ray_node([f"--address={address}", "--num-cpus=1", '--resources={"node2": 1}'], env)
         )
         ray.init(address=address, log_to_driver=False)
-        while time.time() < deadline and len([n for n in list_nodes() if n.state == "ALIVE"]) < 2:
+        while (
+            time.time() < deadline
+            and len([n for n in list_nodes(address=state_api) if n.state == "ALIVE"]) < 2
+        ):
             time.sleep(0.5)
-        assert len(list_nodes()) == 2, "the second node did not join"
+        assert len(list_nodes(address=state_api)) == 2, "the second node did not join"
         wd = tmp_path / "wd"
         _run(
             [
@@ -285,7 +289,7 @@ def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
             ]
         )  # fmt: skip
         time.sleep(2)  # task events reach the state API asynchronously
-        tasks = list_tasks(limit=10_000, raise_on_missing_output=False)
+        tasks = list_tasks(address=state_api, limit=10_000, raise_on_missing_output=False)
         by_name: dict[str, list] = {}
         for t in tasks:
             by_name.setdefault(t.name, []).append(t.node_id)
