@@ -73,13 +73,6 @@ class EngineSpec:
     added: tuple = ()  # (content, id) of non-special added tokens, matched leftmost-longest
 
 
-def _merge_pair(merge) -> tuple[str, str]:
-    if isinstance(merge, str):
-        a, _, b = merge.partition(" ")
-        return a, b
-    return merge[0], merge[1]
-
-
 def engine_spec(data: dict) -> EngineSpec:
     """Whether the tiktoken construction reproduces HF `tokenizers` for this tokenizer.json."""
 
@@ -149,19 +142,21 @@ def _ranks(model: dict) -> tuple[dict[bytes, int], np.ndarray | None]:
             vocab[c] = spare  # a byte valid UTF-8 never holds: an id that is never emitted
             spare += 1
     order: list[str] = sorted(dec, key=dec.get)  # single bytes first, in byte order
-    seen = set(order)
-    for merge in model["merges"]:
-        a, b = _merge_pair(merge)
-        merged = a + b
-        if merged not in vocab:
-            raise MixerError(f"merge {a!r} + {b!r} is not in the vocabulary")
-        if merged not in seen:
-            seen.add(merged)
-            order.append(merged)
+    merges = model["merges"]
+    if merges and isinstance(merges[0], str):
+        merged_tokens = [m.replace(" ", "", 1) for m in merges]  # "a b" -> "ab"
+    else:
+        merged_tokens = ["".join(m) for m in merges]
+    missing = [t for t in merged_tokens if t not in vocab]
+    if missing:
+        raise MixerError(f"merge result {missing[0]!r} is not in the vocabulary")
+    singles = set(order)
+    order += dict.fromkeys(t for t in merged_tokens if t not in singles)  # first merge wins
     ids = np.array([vocab[t] for t in order], dtype=np.int64)
+    table = str.maketrans({c: chr(b) for c, b in dec.items()})  # char -> the byte as latin-1
 
     def to_bytes(token: str) -> bytes:
-        return bytes(dec[c] for c in token)
+        return token.translate(table).encode("latin-1")
 
     merged_ids = ids[256:]
     if len(set(ids.tolist())) == len(ids) and np.all(np.diff(merged_ids) > 0):
