@@ -205,7 +205,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", default="/tmp/mixer-bench-tokenize")
-    peers = [ROOT / ".venv-peers" / "bin" / "dolma", ROOT.parent / "main/.venv-peers/bin/dolma"]
+    peers = [
+        Path(os.environ.get("MIXER_PEERS_VENV", ROOT / ".venv-peers")) / "bin" / "dolma",
+        Path("/work/main/.venv-peers/bin/dolma"),
+    ]
     found = next((str(p) for p in peers if p.exists()), "")
     ap.add_argument("--dolma", default=found, help="the dolma command ('' to skip)")
     ap.add_argument("--no-hf", action="store_true", help="skip `mixer tokenize --engine hf`")

@@ -28,7 +28,6 @@ different ids.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mixer.errors import MixerError
+from mixer.tokenization.tokenizer import read_tokenizer_json
 
 ENGINES = ("auto", "tiktoken", "hf")
 # GPT-2's pre-tokenizer regex (what HF's ByteLevel pre-tokenizer applies when use_regex is on)
@@ -194,7 +194,7 @@ class TiktokenEngine:
     def __init__(self, path: str | Path, data: dict | None = None):
         import tiktoken
 
-        data = data if data is not None else json.loads(Path(path).read_text("utf-8"))
+        data = data if data is not None else read_tokenizer_json(path)
         spec = engine_spec(data)
         if not spec.eligible:
             raise MixerError(f"{path}: the tiktoken engine cannot reproduce it ({spec.reason})")
@@ -260,23 +260,15 @@ class HFEngine:
         return out
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as e:
-        raise MixerError(f"{path}: not a tokenizers JSON file ({e})") from None
-    if not isinstance(data, dict):
-        raise MixerError(f"{path}: not a tokenizers JSON file (not an object)")
-    return data
-
-
-def choose_engine(path: str | Path, engine: str = "auto") -> tuple[str, str]:
+def choose_engine(
+    path: str | Path, engine: str = "auto", data: dict | None = None
+) -> tuple[str, str]:
     """(engine name, why) for a tokenizer file: tiktoken when it is exact, else hf."""
     if engine not in ENGINES:
         raise MixerError(f"engine {engine!r}: use {', '.join(ENGINES)}")
     if engine == "hf":
         return "hf", "asked for"
-    spec = engine_spec(_read_json(Path(path)))
+    spec = engine_spec(data if data is not None else read_tokenizer_json(path))
     if spec.eligible:
         try:
             import tiktoken  # noqa: F401
@@ -306,10 +298,10 @@ def load_engine(path: str | Path, engine: str = "auto"):
     return _ENGINES[key]
 
 
-def check_sample(engine, path: str | Path, texts: list[str], ids: list, doc_ids: list) -> None:
-    """Compare an engine's ids with HF `tokenizers` on the given documents; a difference stops
-    the run naming the first document that differs."""
-    if isinstance(engine, HFEngine) or not texts:
+def check_sample(engine: str, path: str | Path, texts: list[str], ids: list, doc_ids: list) -> None:
+    """Compare the ids an engine (by name) gave with HF `tokenizers` on the given documents; a
+    difference stops the run naming the first document that differs."""
+    if engine == "hf" or not texts:
         return
     reference = HFEngine(path).encode(texts)
     for got, want, doc_id in zip(ids, reference, doc_ids, strict=True):
@@ -320,7 +312,7 @@ def check_sample(engine, path: str | Path, texts: list[str], ids: list, doc_ids:
                 else 0
             )
             raise MixerError(
-                f"document {doc_id}: the {engine.name} engine's ids differ from HF tokenizers' "
+                f"document {doc_id}: the {engine} engine's ids differ from HF tokenizers' "
                 f"(first difference at token {at} of {len(want)}); rerun with engine: hf "
                 "(--engine hf) and report the document"
             )
