@@ -351,6 +351,8 @@ def stage_tokenize(ctx: Context) -> None:
             str(out),
             dtype=tok.get("dtype", "auto"),
             progress=ctx.progress,
+            workdir=str(ctx.workdir),  # stage records in WORKDIR/state/stages/tokenize.*
+            echo=ctx.echo,
             **options,
         )
         # Check what was written against its index and the mix text before anyone trains on it.
