@@ -191,14 +191,18 @@ class TiktokenEngine:
 
     name = "tiktoken"
 
-    def __init__(self, path: str | Path, data: dict | None = None):
+    def __init__(self, path: str | Path, data: dict | None = None, tables: dict | None = None):
         import tiktoken
 
-        data = data if data is not None else read_tokenizer_json(path)
-        spec = engine_spec(data)
-        if not spec.eligible:
-            raise MixerError(f"{path}: the tiktoken engine cannot reproduce it ({spec.reason})")
-        ranks, self._id_of = _ranks(data["model"])
+        if tables is None:
+            tables = engine_tables(path, data)
+        spec = EngineSpec(True, "", *tables["spec"])
+        blob, offsets = tables["blob"].tobytes(), tables["offsets"].tolist()
+        ranks = {
+            blob[a:b]: r
+            for a, b, r in zip(offsets[:-1], offsets[1:], tables["ranks"].tolist(), strict=True)
+        }
+        self._id_of = tables["id_of"] if len(tables["id_of"]) else None
         enc = tiktoken.Encoding(
             name=f"mixer:{Path(path).name}",
             pat_str=spec.pattern,
@@ -285,14 +289,61 @@ def choose_engine(
 _ENGINES: OrderedDict = OrderedDict()
 
 
-def load_engine(path: str | Path, engine: str = "auto"):
-    """An engine for a tokenizer file (the last two built are kept per process)."""
+def engine_tables(path: str | Path, data: dict | None = None) -> dict:
+    """What a TiktokenEngine is built from, as flat arrays (saved once per run by the driver,
+    so that every worker skips parsing the JSON and mapping 100k tokens back to bytes)."""
+    data = data if data is not None else read_tokenizer_json(path)
+    spec = engine_spec(data)
+    if not spec.eligible:
+        raise MixerError(f"{path}: the tiktoken engine cannot reproduce it ({spec.reason})")
+    ranks, id_of = _ranks(data["model"])
+    tokens = list(ranks)
+    offsets = np.zeros(len(tokens) + 1, np.int64)
+    np.cumsum([len(t) for t in tokens], out=offsets[1:])
+    return {
+        "spec": (spec.pattern, spec.nfc, tuple((t, int(i)) for t, i in spec.added)),
+        "blob": np.frombuffer(b"".join(tokens), np.uint8),
+        "offsets": offsets,
+        "ranks": np.array(list(ranks.values()), np.int64),
+        "id_of": id_of if id_of is not None else np.zeros(0, np.uint32),
+    }
+
+
+def save_engine_tables(path: str | Path, cache: str | Path) -> None:
+    """Write engine_tables(path) to `cache` (.npz, no pickles), atomically."""
+    import orjson
+
+    from mixer.io import atomic_path
+
+    tables = engine_tables(path)
+    spec = np.frombuffer(orjson.dumps(tables.pop("spec")), np.uint8)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, spec=spec, **tables)
+
+
+def _load_tables(cache: Path) -> dict:
+    import orjson
+
+    with np.load(cache, allow_pickle=False) as z:
+        tables = {k: z[k] for k in z.files}
+    pattern, nfc, added = orjson.loads(tables.pop("spec").tobytes())
+    tables["spec"] = (pattern, nfc, tuple((t, i) for t, i in added))
+    return tables
+
+
+def load_engine(path: str | Path, engine: str = "auto", cache: str | Path | None = None):
+    """An engine for a tokenizer file (the last two built are kept per process). `cache`: a
+    file written by save_engine_tables for this very tokenizer file, used when present."""
     path = Path(path).resolve()
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, engine)
     if key not in _ENGINES:
         name, _ = choose_engine(path, engine)
-        _ENGINES[key] = TiktokenEngine(path) if name == "tiktoken" else HFEngine(path)
+        if name == "tiktoken":
+            tables = _load_tables(Path(cache)) if cache and Path(cache).is_file() else None
+            _ENGINES[key] = TiktokenEngine(path, tables=tables)
+        else:
+            _ENGINES[key] = HFEngine(path)
         while len(_ENGINES) > 2:
             _ENGINES.popitem(last=False)
     return _ENGINES[key]

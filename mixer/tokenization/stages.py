@@ -60,6 +60,7 @@ from mixer.tokenization.engine import (
     check_sample,
     choose_engine,
     load_engine,
+    save_engine_tables,
 )
 from mixer.tokenization.metadata import CSV_SUFFIX, MetadataWriter, source_dirname
 from mixer.tokenization.tokenizer import (
@@ -282,6 +283,8 @@ class EncodeStage(Stage):
             (tmp / "encode").mkdir(parents=True)
             (tmp / "write").mkdir()
             write_json_atomic(tmp / "attempt.json", {"inputs": want, "nonce": secrets.token_hex(8)})
+        if c.engine == "tiktoken" and not (tmp / "engine.npz").is_file():
+            save_engine_tables(c.tokenizer_path, tmp / "engine.npz")  # built once, not per worker
         nonce = _attempt(c)
         check = (
             f"; ids checked against HF tokenizers on 1 document in {c.check_every}"
@@ -374,7 +377,7 @@ def encode_slice(config: TokenizeConfig, args: dict) -> dict:
     """Encode one slice of a mix row group and write its files under the temporary folder."""
     c = config
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # parallelism is the workers'
-    engine = load_engine(c.tokenizer_path, c.engine)
+    engine = load_engine(c.tokenizer_path, c.engine, _tmp(c) / "engine.npz")
     dtype = DTYPES[c.dtype]
     paths = _encode_paths(_tmp(c), args["key"])
     pre = np.array([c.bos_id] if c.bos_id is not None else [], np.uint32)
