@@ -90,7 +90,7 @@ def load_texts(corpus: Path | None, mb: float) -> list[str]:
     from bench.corpus import iter_texts
 
     texts, total = [], 0
-    for t in iter_texts():
+    for _path, t in iter_texts():  # (file, block of text)
         texts.append(t)
         total += len(t.encode("utf-8"))
         if total >= mb * 1e6:
