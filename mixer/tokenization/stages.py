@@ -155,9 +155,7 @@ def make_config(
         raise MixerError(f"seed must be an integer in 0..2^63-1, got {seed!r}")
     if engine not in ENGINES:
         raise MixerError(f"engine {engine!r}: use {', '.join(ENGINES)}")
-    mix = Path(mix_dir).resolve()
-    if not mix.is_dir():
-        raise MixerError(f"mix directory not found: {mix}")
+    mix = Path(mix_dir).resolve()  # may not exist yet: the encode stage lists its parts
     tokenizer_path = Path(tokenizer_path).resolve()
     data = read_tokenizer_json(tokenizer_path)
     engine_name, why = choose_engine(tokenizer_path, engine, data)
@@ -272,6 +270,8 @@ class EncodeStage(Stage):
     def tasks(self) -> list[Task]:
         """Runs only when the stage runs: start (or resume) an attempt, list the slices."""
         c = self.config
+        if not Path(c.mix_dir).is_dir():
+            raise MixerError(f"mix directory not found: {c.mix_dir}")
         parts = list_parts(c.mix_dir)
         if not parts:
             raise MixerError(f"no part-*.parquet in {c.mix_dir}: run `mixer mix` first")
@@ -966,7 +966,9 @@ def tokenize_stages(
     """The tokenize stages (group "tokenize") for `run_stages`. `options` are make_config's:
     dtype, seed, max_tokens_per_part, eos, eos_id, bos, bos_id, batch_size, shuffle,
     per_source, engine, check_every. `workdir` holds the stage records (default: a hidden
-    folder in out_dir)."""
+    folder in out_dir). Settings are checked here (one-line MixerError); the tokenizer file
+    must exist (build these stages after a `tokenizer` stage that trains it), the mix folder
+    need not exist yet."""
     config = make_config(mix_dir, tokenizer_path, out_dir, **options)
     wd = Path(workdir) if workdir is not None else Path(config.out_dir) / ".mixer-state"
     return [EncodeStage(wd, config), WriteStage(wd, config)]
