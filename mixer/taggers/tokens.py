@@ -73,7 +73,7 @@ class TokensTagger(Tagger):
             start = self._seen
             sample = [i for i in range(len(texts)) if (start + i) % every == 0]
             check_sample(
-                self._engine,
+                self._engine.name,
                 self.settings["tokenizer"],
                 [texts[i] for i in sample],
                 [encoded[i] for i in sample],

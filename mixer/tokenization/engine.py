@@ -28,7 +28,6 @@ different ids.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mixer.errors import MixerError
+from mixer.tokenization.tokenizer import read_tokenizer_json
 
 ENGINES = ("auto", "tiktoken", "hf")
 # GPT-2's pre-tokenizer regex (what HF's ByteLevel pre-tokenizer applies when use_regex is on)
@@ -71,13 +71,6 @@ class EngineSpec:
     pattern: str = ""
     nfc: bool = False
     added: tuple = ()  # (content, id) of non-special added tokens, matched leftmost-longest
-
-
-def _merge_pair(merge) -> tuple[str, str]:
-    if isinstance(merge, str):
-        a, _, b = merge.partition(" ")
-        return a, b
-    return merge[0], merge[1]
 
 
 def engine_spec(data: dict) -> EngineSpec:
@@ -149,19 +142,21 @@ def _ranks(model: dict) -> tuple[dict[bytes, int], np.ndarray | None]:
             vocab[c] = spare  # a byte valid UTF-8 never holds: an id that is never emitted
             spare += 1
     order: list[str] = sorted(dec, key=dec.get)  # single bytes first, in byte order
-    seen = set(order)
-    for merge in model["merges"]:
-        a, b = _merge_pair(merge)
-        merged = a + b
-        if merged not in vocab:
-            raise MixerError(f"merge {a!r} + {b!r} is not in the vocabulary")
-        if merged not in seen:
-            seen.add(merged)
-            order.append(merged)
+    merges = model["merges"]
+    if merges and isinstance(merges[0], str):
+        merged_tokens = [m.replace(" ", "", 1) for m in merges]  # "a b" -> "ab"
+    else:
+        merged_tokens = ["".join(m) for m in merges]
+    missing = [t for t in merged_tokens if t not in vocab]
+    if missing:
+        raise MixerError(f"merge result {missing[0]!r} is not in the vocabulary")
+    singles = set(order)
+    order += dict.fromkeys(t for t in merged_tokens if t not in singles)  # first merge wins
     ids = np.array([vocab[t] for t in order], dtype=np.int64)
+    table = str.maketrans({c: chr(b) for c, b in dec.items()})  # char -> the byte as latin-1
 
     def to_bytes(token: str) -> bytes:
-        return bytes(dec[c] for c in token)
+        return token.translate(table).encode("latin-1")
 
     merged_ids = ids[256:]
     if len(set(ids.tolist())) == len(ids) and np.all(np.diff(merged_ids) > 0):
@@ -196,14 +191,18 @@ class TiktokenEngine:
 
     name = "tiktoken"
 
-    def __init__(self, path: str | Path, data: dict | None = None):
+    def __init__(self, path: str | Path, data: dict | None = None, tables: dict | None = None):
         import tiktoken
 
-        data = data if data is not None else json.loads(Path(path).read_text("utf-8"))
-        spec = engine_spec(data)
-        if not spec.eligible:
-            raise MixerError(f"{path}: the tiktoken engine cannot reproduce it ({spec.reason})")
-        ranks, self._id_of = _ranks(data["model"])
+        if tables is None:
+            tables = engine_tables(path, data)
+        spec = EngineSpec(True, "", *tables["spec"])
+        blob, offsets = tables["blob"].tobytes(), tables["offsets"].tolist()
+        ranks = {
+            blob[a:b]: r
+            for a, b, r in zip(offsets[:-1], offsets[1:], tables["ranks"].tolist(), strict=True)
+        }
+        self._id_of = tables["id_of"] if len(tables["id_of"]) else None
         enc = tiktoken.Encoding(
             name=f"mixer:{Path(path).name}",
             pat_str=spec.pattern,
@@ -265,23 +264,15 @@ class HFEngine:
         return out
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as e:
-        raise MixerError(f"{path}: not a tokenizers JSON file ({e})") from None
-    if not isinstance(data, dict):
-        raise MixerError(f"{path}: not a tokenizers JSON file (not an object)")
-    return data
-
-
-def choose_engine(path: str | Path, engine: str = "auto") -> tuple[str, str]:
+def choose_engine(
+    path: str | Path, engine: str = "auto", data: dict | None = None
+) -> tuple[str, str]:
     """(engine name, why) for a tokenizer file: tiktoken when it is exact, else hf."""
     if engine not in ENGINES:
         raise MixerError(f"engine {engine!r}: use {', '.join(ENGINES)}")
     if engine == "hf":
         return "hf", "asked for"
-    spec = engine_spec(_read_json(Path(path)))
+    spec = engine_spec(data if data is not None else read_tokenizer_json(path))
     if spec.eligible:
         try:
             import tiktoken  # noqa: F401
@@ -298,23 +289,70 @@ def choose_engine(path: str | Path, engine: str = "auto") -> tuple[str, str]:
 _ENGINES: OrderedDict = OrderedDict()
 
 
-def load_engine(path: str | Path, engine: str = "auto"):
-    """An engine for a tokenizer file (the last two built are kept per process)."""
+def engine_tables(path: str | Path, data: dict | None = None) -> dict:
+    """What a TiktokenEngine is built from, as flat arrays (saved once per run by the driver,
+    so that every worker skips parsing the JSON and mapping 100k tokens back to bytes)."""
+    data = data if data is not None else read_tokenizer_json(path)
+    spec = engine_spec(data)
+    if not spec.eligible:
+        raise MixerError(f"{path}: the tiktoken engine cannot reproduce it ({spec.reason})")
+    ranks, id_of = _ranks(data["model"])
+    tokens = list(ranks)
+    offsets = np.zeros(len(tokens) + 1, np.int64)
+    np.cumsum([len(t) for t in tokens], out=offsets[1:])
+    return {
+        "spec": (spec.pattern, spec.nfc, tuple((t, int(i)) for t, i in spec.added)),
+        "blob": np.frombuffer(b"".join(tokens), np.uint8),
+        "offsets": offsets,
+        "ranks": np.array(list(ranks.values()), np.int64),
+        "id_of": id_of if id_of is not None else np.zeros(0, np.uint32),
+    }
+
+
+def save_engine_tables(path: str | Path, cache: str | Path) -> None:
+    """Write engine_tables(path) to `cache` (.npz, no pickles), atomically."""
+    import orjson
+
+    from mixer.io import atomic_path
+
+    tables = engine_tables(path)
+    spec = np.frombuffer(orjson.dumps(tables.pop("spec")), np.uint8)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, spec=spec, **tables)
+
+
+def _load_tables(cache: Path) -> dict:
+    import orjson
+
+    with np.load(cache, allow_pickle=False) as z:
+        tables = {k: z[k] for k in z.files}
+    pattern, nfc, added = orjson.loads(tables.pop("spec").tobytes())
+    tables["spec"] = (pattern, nfc, tuple((t, i) for t, i in added))
+    return tables
+
+
+def load_engine(path: str | Path, engine: str = "auto", cache: str | Path | None = None):
+    """An engine for a tokenizer file (the last two built are kept per process). `cache`: a
+    file written by save_engine_tables for this very tokenizer file, used when present."""
     path = Path(path).resolve()
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, engine)
     if key not in _ENGINES:
         name, _ = choose_engine(path, engine)
-        _ENGINES[key] = TiktokenEngine(path) if name == "tiktoken" else HFEngine(path)
+        if name == "tiktoken":
+            tables = _load_tables(Path(cache)) if cache and Path(cache).is_file() else None
+            _ENGINES[key] = TiktokenEngine(path, tables=tables)
+        else:
+            _ENGINES[key] = HFEngine(path)
         while len(_ENGINES) > 2:
             _ENGINES.popitem(last=False)
     return _ENGINES[key]
 
 
-def check_sample(engine, path: str | Path, texts: list[str], ids: list, doc_ids: list) -> None:
-    """Compare an engine's ids with HF `tokenizers` on the given documents; a difference stops
-    the run naming the first document that differs."""
-    if isinstance(engine, HFEngine) or not texts:
+def check_sample(engine: str, path: str | Path, texts: list[str], ids: list, doc_ids: list) -> None:
+    """Compare the ids an engine (by name) gave with HF `tokenizers` on the given documents; a
+    difference stops the run naming the first document that differs."""
+    if engine == "hf" or not texts:
         return
     reference = HFEngine(path).encode(texts)
     for got, want, doc_id in zip(ids, reference, doc_ids, strict=True):
@@ -325,7 +363,7 @@ def check_sample(engine, path: str | Path, texts: list[str], ids: list, doc_ids:
                 else 0
             )
             raise MixerError(
-                f"document {doc_id}: the {engine.name} engine's ids differ from HF tokenizers' "
+                f"document {doc_id}: the {engine} engine's ids differ from HF tokenizers' "
                 f"(first difference at token {at} of {len(want)}); rerun with engine: hf "
                 "(--engine hf) and report the document"
             )

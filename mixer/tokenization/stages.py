@@ -60,12 +60,15 @@ from mixer.tokenization.engine import (
     check_sample,
     choose_engine,
     load_engine,
+    save_engine_tables,
 )
 from mixer.tokenization.metadata import CSV_SUFFIX, MetadataWriter, source_dirname
 from mixer.tokenization.tokenizer import (
     DEFAULT_EOS,
     DTYPES,
+    VocabInfo,
     load_tokenizer,
+    read_tokenizer_json,
     resolve_dtype,
     resolve_special,
     vocab_size_of,
@@ -152,16 +155,18 @@ def make_config(
         raise MixerError(f"seed must be an integer in 0..2^63-1, got {seed!r}")
     if engine not in ENGINES:
         raise MixerError(f"engine {engine!r}: use {', '.join(ENGINES)}")
-    mix = Path(mix_dir).resolve()
-    if not mix.is_dir():
-        raise MixerError(f"mix directory not found: {mix}")
+    mix = Path(mix_dir).resolve()  # may not exist yet: the encode stage lists its parts
     tokenizer_path = Path(tokenizer_path).resolve()
-    tok = load_tokenizer(tokenizer_path)
+    data = read_tokenizer_json(tokenizer_path)
+    engine_name, why = choose_engine(tokenizer_path, engine, data)
+    try:  # the ids of named tokens, from the JSON (no HF tokenizer built for a fast engine)
+        tok = VocabInfo(data) if engine_name != "hf" else load_tokenizer(tokenizer_path)
+    except ValueError:
+        tok = load_tokenizer(tokenizer_path)
     vocab_size = vocab_size_of(tok)
     np_dtype = resolve_dtype(dtype, vocab_size)
     eos_id, eos, eos_how = resolve_special(tok, vocab_size, eos, eos_id, "eos", DEFAULT_EOS)
     bos_id, bos, bos_how = resolve_special(tok, vocab_size, bos, bos_id, "bos", None)
-    engine_name, why = choose_engine(tokenizer_path, engine)
     return TokenizeConfig(
         mix_dir=str(mix),
         tokenizer_path=str(tokenizer_path),
@@ -233,6 +238,7 @@ def _encode_paths(tmp: Path, key: str) -> dict[str, Path]:
         "rows": stem.with_suffix(".rows.npy"),  # the rows in that order
         "sources": stem.with_suffix(".sources.json"),  # source -> [first, end) in that order
         "hist": stem.with_suffix(".hist.npy"),  # tokens per (source, key bin)
+        "check": stem.with_suffix(".check.parquet"),  # sampled (id, text, ids) for HF
     }
 
 
@@ -264,6 +270,8 @@ class EncodeStage(Stage):
     def tasks(self) -> list[Task]:
         """Runs only when the stage runs: start (or resume) an attempt, list the slices."""
         c = self.config
+        if not Path(c.mix_dir).is_dir():
+            raise MixerError(f"mix directory not found: {c.mix_dir}")
         parts = list_parts(c.mix_dir)
         if not parts:
             raise MixerError(f"no part-*.parquet in {c.mix_dir}: run `mixer mix` first")
@@ -275,6 +283,8 @@ class EncodeStage(Stage):
             (tmp / "encode").mkdir(parents=True)
             (tmp / "write").mkdir()
             write_json_atomic(tmp / "attempt.json", {"inputs": want, "nonce": secrets.token_hex(8)})
+        if c.engine == "tiktoken" and not (tmp / "engine.npz").is_file():
+            save_engine_tables(c.tokenizer_path, tmp / "engine.npz")  # built once, not per worker
         nonce = _attempt(c)
         check = (
             f"; ids checked against HF tokenizers on 1 document in {c.check_every}"
@@ -326,6 +336,7 @@ class EncodeStage(Stage):
         return encode_slice(self.config, task.args)
 
     def finish(self, results: list) -> dict:
+        check_against_hf(self.config, [r["key"] for r in results])
         return plan_buckets(self.config, results)
 
 
@@ -366,12 +377,12 @@ def encode_slice(config: TokenizeConfig, args: dict) -> dict:
     """Encode one slice of a mix row group and write its files under the temporary folder."""
     c = config
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # parallelism is the workers'
-    engine = load_engine(c.tokenizer_path, c.engine)
+    engine = load_engine(c.tokenizer_path, c.engine, _tmp(c) / "engine.npz")
     dtype = DTYPES[c.dtype]
     paths = _encode_paths(_tmp(c), args["key"])
     pre = np.array([c.bos_id] if c.bos_id is not None else [], np.uint32)
     eos = np.array([c.eos_id], np.uint32)
-    lengths_all, sources_all, checked = [], [], 0
+    lengths_all, sources_all, checks = [], [], []
     with (
         atomic_path(paths["tokens"]) as tokens_tmp,
         open(tokens_tmp, "wb") as out,
@@ -405,16 +416,11 @@ def encode_slice(config: TokenizeConfig, args: dict) -> dict:
                     per_doc[i] = per_doc[i - 1] if i > 0 else previous[2]
             previous = (ids[-1], texts[-1], per_doc[-1])
             if c.check_every and engine.name != "hf":
+                # A sample for the driver to encode again with HF tokenizers (finish).
                 doc0 = args["first_doc"] + first_row - args["start"]
-                sample = [i for i in todo if (doc0 + i) % c.check_every == 0]
-                check_sample(
-                    engine,
-                    c.tokenizer_path,
-                    [texts[i] for i in sample],
-                    [per_doc[i] for i in sample],
-                    [ids[i] for i in sample],
-                )
-                checked += len(sample)
+                for i in todo:
+                    if (doc0 + i) % c.check_every == 0:
+                        checks.append((ids[i], texts[i], per_doc[i]))
             pieces = []
             for e in per_doc:
                 pieces += [pre, e, eos]
@@ -467,6 +473,17 @@ def encode_slice(config: TokenizeConfig, args: dict) -> dict:
         paths["sources"],
         {s: [int(bounds[i]), int(bounds[i + 1])] for i, s in enumerate(names)},
     )
+    with atomic_path(paths["check"]) as p:
+        pq.write_table(
+            pa.table(
+                {
+                    "id": pa.array([x[0] for x in checks], pa.string()),
+                    "text": pa.array([x[1] for x in checks], pa.string()),
+                    "ids": pa.array([x[2] for x in checks], pa.list_(pa.uint32())),
+                }
+            ),
+            p,
+        )
     tokens_per_source: dict[str, int] = {}
     docs_per_source: dict[str, int] = {}
     for s, n in zip(sources_all, lengths.tolist(), strict=True):
@@ -476,11 +493,32 @@ def encode_slice(config: TokenizeConfig, args: dict) -> dict:
         "key": args["key"],
         "documents": len(lengths),
         "tokens": int(offsets[-1]),
-        "checked": checked,
+        "checked": len(checks),
         "engine": engine.name,
         "tokens_per_source": tokens_per_source,
         "documents_per_source": docs_per_source,
     }
+
+
+def check_against_hf(config: TokenizeConfig, keys: list[str]) -> None:
+    """Encode the tasks' sampled documents with HF tokenizers (the reference) on the driver; a
+    difference stops the run before anything is written, naming the document."""
+    if config.engine == "hf" or not config.check_every:
+        return
+    tmp = _tmp(config)
+    tables = [pq.read_table(_encode_paths(tmp, k)["check"]) for k in keys]
+    table = pa.concat_tables(tables) if tables else None
+    if table is None or not table.num_rows:
+        return
+    got = [np.asarray(x, np.uint32) for x in table.column("ids").to_pylist()]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    check_sample(
+        config.engine,
+        config.tokenizer_path,
+        table.column("text").to_pylist(),
+        got,
+        table.column("id").to_pylist(),
+    )
 
 
 def plan_buckets(config: TokenizeConfig, results: list[dict]) -> dict:
@@ -928,7 +966,9 @@ def tokenize_stages(
     """The tokenize stages (group "tokenize") for `run_stages`. `options` are make_config's:
     dtype, seed, max_tokens_per_part, eos, eos_id, bos, bos_id, batch_size, shuffle,
     per_source, engine, check_every. `workdir` holds the stage records (default: a hidden
-    folder in out_dir)."""
+    folder in out_dir). Settings are checked here (one-line MixerError); the tokenizer file
+    must exist (build these stages after a `tokenizer` stage that trains it), the mix folder
+    need not exist yet."""
     config = make_config(mix_dir, tokenizer_path, out_dir, **options)
     wd = Path(workdir) if workdir is not None else Path(config.out_dir) / ".mixer-state"
     return [EncodeStage(wd, config), WriteStage(wd, config)]

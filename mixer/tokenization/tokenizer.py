@@ -90,3 +90,52 @@ def resolve_special(
             f"the tokenizer has no {default!r} token: give {flag} TOKEN or {flag}-id N"
         )
     return found, default, f"default {default!r} looked up in the tokenizer"
+
+
+class VocabInfo:
+    """What the driver needs from a tokenizer.json (ids of named tokens, the vocabulary size),
+    read from the JSON itself: no HF tokenizer is built on the driver for a fast engine.
+    Answers like `tokenizers.Tokenizer` for resolve_special and vocab_size_of."""
+
+    def __init__(self, data: dict):
+        vocab = (data.get("model") or {}).get("vocab")
+        if not isinstance(vocab, dict):
+            raise ValueError("model.vocab is not a token -> id mapping")
+        self._vocab = vocab
+        self._added = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []}
+        self._names: dict[int, str] | None = None
+
+    def token_to_id(self, token: str) -> int | None:
+        found = self._added.get(token)
+        return found if found is not None else self._vocab.get(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        if self._names is None:
+            self._names = {i: t for t, i in self._vocab.items()}
+            self._names.update({i: t for t, i in self._added.items()})
+        return self._names.get(int(token_id))
+
+    def get_added_tokens_decoder(self) -> dict[int, str]:
+        return {i: t for t, i in self._added.items()}
+
+    def get_vocab_size(self, with_added_tokens: bool = True) -> int:
+        ids = set(self._vocab.values())
+        if with_added_tokens:
+            ids |= set(self._added.values())
+        return len(ids)
+
+
+def read_tokenizer_json(path: str | Path) -> dict:
+    """The parsed tokenizer.json (a MixerError naming the file when it is not one)."""
+    import orjson
+
+    path = Path(path)
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise MixerError(f"tokenizer not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise MixerError(f"{path}: not a tokenizers JSON file ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise MixerError(f"{path}: not a tokenizers JSON file (no model)")
+    return data
