@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -199,30 +200,6 @@ def parse_record(
 # ------------------------------------------------------------------------ one shard
 
 
-class _Rows:
-    """Rows of one source waiting to be written (plain lists: one append per field per row)."""
-
-    __slots__ = ("ids", "texts", "added", "created", "meta", "lines", "nbytes")
-
-    def __init__(self):
-        self.ids: list = []
-        self.texts: list = []
-        self.added: list = []
-        self.created: list = []
-        self.meta: list = []
-        self.lines: list = []
-        self.nbytes = 0
-
-    def add(self, doc_id, text, added, created, meta, line_no) -> None:
-        self.ids.append(doc_id)
-        self.texts.append(text)
-        self.added.append(added)
-        self.created.append(created)
-        self.meta.append(meta)
-        self.lines.append(line_no)
-        self.nbytes += len(text)
-
-
 def _utf8(encoded: list[bytes], valid: np.ndarray | None = None) -> pa.Array:
     """A string array straight from UTF-8 bytes: offsets by numpy, data by one join (no
     per-value conversion in Arrow, and no pandas import on the first call of `pa.array`)."""
@@ -268,18 +245,20 @@ def _id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
     return np.frombuffer(joined, dtype="<u8").reshape(-1, 2)
 
 
-def _to_table(source: str, src_file: str, rows: _Rows) -> tuple[pa.Table, np.ndarray]:
-    n = len(rows.ids)
-    ids = [i.encode() for i in rows.ids]
+def _to_table(source: str, src_file: str, rows: list[tuple]) -> tuple[pa.Table, np.ndarray]:
+    """Rows (id, text, added, created, metadata, line) of one source -> (table, id hashes)."""
+    n = len(rows)
+    doc_ids, texts, added, created, meta, lines = zip(*rows, strict=True)
+    ids = [i.encode() for i in doc_ids]
     arrays = [
         _utf8(ids),
-        _utf8([t.encode() for t in rows.texts]),
+        _utf8([t.encode() for t in texts]),
         _repeat(source, n),
-        _utf8_or_null(rows.added),
-        _utf8_or_null(rows.created),
-        _utf8_or_null(rows.meta),
+        _utf8_or_null(added),
+        _utf8_or_null(created),
+        _utf8_or_null(meta),
         _repeat(src_file, n),
-        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.array(rows.lines, np.int64))]),
+        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.array(lines, np.int64))]),
     ]
     return pa.Table.from_arrays(arrays, schema=DOCUMENT_SCHEMA), _id_hashes(ids)
 
@@ -330,47 +309,47 @@ class _ShardOutput:
 
     def __init__(self, workdir: Path, index: int, src_file: str):
         self.workdir, self.index, self.src_file = workdir, index, src_file
-        self.rows: dict[str, _Rows] = {}
-        self.count: Counter = Counter()
+        # per source: rows (id, text, added, created, metadata, line) and their text's length;
+        # the ingest loop appends to these directly (no call per row)
+        self.rows: dict[str, list[tuple]] = {}
+        self.sizes: dict[str, int] = {}
         self.buffered = 0
+        self.count: Counter = Counter()
         self.writers: dict[str, _PartWriter] = {}
         self.hashes: dict[str, list[np.ndarray]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pending: deque = deque()  # (future, bytes)
         self._ahead = 0
 
-    def add(self, source: str, doc_id, text, added, created, meta, line_no) -> None:
-        rows = self.rows.get(source)
-        if rows is None:
-            rows = self.rows[source] = _Rows()
-        rows.add(doc_id, text, added, created, meta, line_no)
-        self.buffered += len(text)
-        if rows.nbytes >= ROW_GROUP_BYTES or len(rows.ids) >= ROW_GROUP_ROWS:
+    def spill(self, source: str, buffered: int) -> int:
+        """Called when `source` or the whole buffer (`buffered` bytes) passed a limit; writes
+        what must be written and returns the bytes still buffered."""
+        self.buffered = buffered
+        if self.sizes[source] >= ROW_GROUP_BYTES or len(self.rows[source]) >= ROW_GROUP_ROWS:
             self._write(source)
-        elif self.buffered >= BUFFER_BYTES:
-            for src in sorted(self.rows, key=lambda s: -self.rows[s].nbytes):
+        if self.buffered >= BUFFER_BYTES:
+            for src in sorted(self.rows, key=lambda s: -self.sizes[s]):
                 self._write(src)
                 if self.buffered <= BUFFER_BYTES // 2:
                     break
+        return self.buffered
 
     def _write(self, source: str) -> None:
         rows = self.rows.pop(source)
-        self.buffered -= rows.nbytes
-        self.count[source] += len(rows.ids)
+        self.buffered -= self.sizes.pop(source)
+        if not rows:
+            return
         try:
             table, hashes = _to_table(source, self.src_file, rows)
         except OverflowError:  # over 2 GiB of text in one batch: write it in halves
-            half = len(rows.ids) // 2
-            for lo, hi in ((0, half), (half, len(rows.ids))):
-                part = _Rows()
-                for k in _Rows.__slots__[:-1]:
-                    setattr(part, k, getattr(rows, k)[lo:hi])
-                part.nbytes = sum(map(len, part.texts))
+            half = len(rows) // 2
+            for part in (rows[:half], rows[half:]):
                 self.rows[source] = part
-                self.count[source] -= len(part.ids)
-                self.buffered += part.nbytes
+                self.sizes[source] = sum(len(r[1]) for r in part)
+                self.buffered += self.sizes[source]
                 self._write(source)
             return
+        self.count[source] += len(rows)
         self.hashes.setdefault(source, []).append(hashes)
         writer = self.writers.get(source)
         if writer is None:
@@ -506,7 +485,10 @@ def _ingest_shard(
     names = fields.names
     f_id, f_text, f_src = fields.id, fields.text, fields.source
     f_added, f_created, f_meta = fields.added, fields.created, fields.metadata
-    add = out.add
+    rows_of, sizes, spill = out.rows, out.sizes, out.spill
+    buffered = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
     try:
         try:
             for first, lines, terminated in iter_line_blocks(path):
@@ -516,6 +498,7 @@ def _ingest_shard(
                 line_no = first - 1
                 for raw in lines:
                     line_no += 1
+                    row = None
                     try:
                         rec = loads(raw)
                     except decode_error:
@@ -540,21 +523,28 @@ def _ingest_shard(
                             except TypeError:
                                 pass  # (nesting orjson won't write) the careful branch below
                             else:
-                                add(
-                                    source or src or fallback,
-                                    doc_id,
-                                    text,
-                                    added,
-                                    created,
-                                    meta,
-                                    line_no,
-                                )
-                                continue
-                    src, doc, reason = _careful(raw, not terminated, source, fallback, fields)
-                    if reason is None:
-                        add(src, *doc, line_no)
-                    else:
-                        reject(src, line_no, reason, raw)
+                                src = source or src or fallback
+                                row = (doc_id, text, added, created, meta, line_no)
+                    if row is None:
+                        src, doc, reason = _careful(raw, not terminated, source, fallback, fields)
+                        if reason is not None:
+                            reject(src, line_no, reason, raw)
+                            continue
+                        text = doc[1]
+                        row = (*doc, line_no)
+                    rows = rows_of.get(src)
+                    if rows is None:
+                        rows = rows_of[src] = []
+                        sizes[src] = 0
+                    rows.append(row)
+                    size = sizes[src] = sizes[src] + len(text)
+                    buffered += len(text)
+                    if (
+                        buffered >= BUFFER_BYTES
+                        or size >= ROW_GROUP_BYTES
+                        or len(rows) >= ROW_GROUP_ROWS
+                    ):
+                        buffered = spill(src, buffered)
         except StreamError as e:
             lines_read += 1
             stream_error = {"offset": e.offset, "line": e.line_no, "detail": e.message}
@@ -571,6 +561,9 @@ def _ingest_shard(
         error = e
         raise
     finally:
+        if gc_was_enabled:
+            gc.enable()
+        out.buffered = buffered
         try:
             out.close(error)
         finally:
