@@ -61,7 +61,8 @@ from mixer.stage import RunContext, Stage, Task, run_stage
 ROW_GROUP_BYTES = 32 << 20  # a source's buffered text this large is written as a row group
 ROW_GROUP_ROWS = 65536
 BUFFER_BYTES = 64 << 20  # text buffered over all sources of a shard before the largest are written
-WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer thread and not written yet
+WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
+WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
 STATS_COLUMNS = ["source", "added", "created", "src_file", "src_line"]
 BOM = b"\xef\xbb\xbf"
@@ -269,6 +270,7 @@ class _PartWriter:
 
     def __init__(self, path: Path):
         self.path = path
+        self.number = 0
         self._ctx = None
         self._writer = None
 
@@ -317,7 +319,7 @@ class _ShardOutput:
         self.count: Counter = Counter()
         self.writers: dict[str, _PartWriter] = {}
         self.hashes: dict[str, list[np.ndarray]] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: list[ThreadPoolExecutor] = []
         self._pending: deque = deque()  # (future, bytes)
         self._ahead = 0
 
@@ -336,7 +338,8 @@ class _ShardOutput:
 
     def _write(self, source: str) -> None:
         rows = self.rows.pop(source)
-        self.buffered -= self.sizes.pop(source)
+        text_size = self.sizes.pop(source)
+        self.buffered -= text_size
         if not rows:
             return
         try:
@@ -355,12 +358,18 @@ class _ShardOutput:
         if writer is None:
             path = documents_dir(self.workdir, source) / part_name(self.index)
             writer = self.writers[source] = _PartWriter(path)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mixer-ingest-write")
-        size = table.nbytes
+            writer.number = len(self.writers)
+        if not self._pools:
+            self._pools = [
+                ThreadPoolExecutor(1, thread_name_prefix="mixer-ingest-write")
+                for _ in range(WRITER_THREADS)
+            ]
+        # a part always goes to the same thread, so its row groups keep their order
+        pool = self._pools[writer.number % len(self._pools)]
+        size = text_size + 64 * len(rows)  # about its size in memory (Table.nbytes is slow)
         while self._pending and self._ahead + size > WRITE_AHEAD_BYTES:
             self._wait_one()
-        self._pending.append((self._pool.submit(writer.write, table), size))
+        self._pending.append((pool.submit(writer.write, table), size))
         self._ahead += size
 
     def _wait_one(self) -> None:
@@ -384,8 +393,8 @@ class _ShardOutput:
             while self._pending:  # an error: let the thread finish before removing files
                 with contextlib.suppress(BaseException):
                     self._wait_one()
-            if self._pool is not None:
-                self._pool.shutdown()
+            for pool in self._pools:
+                pool.shutdown()
             for writer in self.writers.values():
                 writer.close(error)
 
