@@ -247,3 +247,88 @@ def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
     assert _digest(wd) == _digest(clean)
     assert not list(wd.rglob(".tmp-*"))
     assert summary["ingested"] == 60_000 == summary["lines_read"]
+
+
+def test_duplicate_ids_are_exact_per_source_in_bounded_windows(tmp_path: Path, monkeypatch):
+    import random
+
+    import mixer.ingest as ing
+
+    rng = random.Random(7)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    expected: dict[str, int] = {}
+    seen: dict[str, set] = {}
+    for shard in range(3):
+        lines = []
+        for _ in range(400):
+            src = rng.choice(["web", "code", "s2/pes2o"])
+            doc_id = f"d{rng.randrange(500)}"  # repeats within and across shards
+            lines.append(_doc(0, source=src, id=doc_id))
+            if doc_id in seen.setdefault(src, set()):
+                expected[src] = expected.get(src, 0) + 1
+            seen[src].add(doc_id)
+        (raw / f"s{shard}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    def no_parquet_reads(*a, **k):
+        raise AssertionError("duplicate counting must not read Parquet")
+
+    monkeypatch.setattr(pq, "read_table", no_parquet_reads)
+    monkeypatch.setattr(pq, "ParquetFile", no_parquet_reads)
+    wd = tmp_path / "wd"
+    s = ingest([str(raw)], wd, workers=1, progress=False)
+    got = {src: c["duplicate_ids"] for src, c in s["sources"].items()}
+    assert got == {src: expected.get(src, 0) for src in seen}
+    assert all(v > 0 for v in got.values())
+    # the same counts when the hash range is merged in many small windows
+    monkeypatch.setattr(ing, "ID_MERGE_BYTES", 256)
+    assert ing.duplicate_ids(wd) == got
+    # the id files are the tasks' outputs: a rerun with them gone redoes those tasks
+    ids = sorted((wd / "state" / "ingest" / "ids").glob("part-*.ids"))
+    assert len(ids) == 3
+    ids[0].unlink()
+    again = ingest([str(raw)], wd, workers=1, progress=False)
+    assert again["shards_ingested"] == 1
+    assert {src: c["duplicate_ids"] for src, c in again["sources"].items()} == got
+
+
+def test_removed_shard_takes_its_ids_along(tmp_path: Path):
+    raw = tmp_path / "web"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b"\n".join([_doc(1), _doc(2)]) + b"\n")
+    (raw / "b.jsonl").write_bytes(b"\n".join([_doc(1), _doc(3)]) + b"\n")
+    wd = tmp_path / "wd"
+    assert ingest([str(raw)], wd, progress=False)["sources"]["web"]["duplicate_ids"] == 1
+    (raw / "b.jsonl").unlink()
+    s = ingest([str(raw)], wd, progress=False)
+    assert s["sources"]["web"]["duplicate_ids"] == 0
+    assert len(list((wd / "state" / "ingest" / "ids").glob("*.ids"))) == 1
+
+
+def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "mixed.jsonl"
+    raw.parent.mkdir()
+    srcs = ["web", "code", "tiny:a", "tiny:b"]
+    lines = [
+        _doc(i, source=srcs[i % 7 % 4], metadata={"n": i} if i % 3 else None) for i in range(3000)
+    ]
+    lines[5] = b'{"id": 5, "text": "numeric id", "source": "web", "extra": 1}'  # careful branch
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    ingest([str(raw.parent)], tmp_path / "big", workers=1, progress=False)
+    monkeypatch.setattr(ing, "ROW_GROUP_BYTES", 5000)
+    monkeypatch.setattr(ing, "BUFFER_BYTES", 20000)
+    monkeypatch.setattr(ing, "WRITE_AHEAD_BYTES", 1)
+    ingest([str(raw.parent)], tmp_path / "small", workers=1, progress=False)
+    for d in (tmp_path / "big" / "documents").iterdir():
+        big = pq.ParquetFile(d / "part-00000.parquet")
+        small = pq.ParquetFile(tmp_path / "small" / "documents" / d.name / "part-00000.parquet")
+        assert big.read().equals(small.read())
+        assert big.metadata.num_row_groups == 1  # a small source is written once
+        if d.name in ("web", "code"):
+            assert small.metadata.num_row_groups > 1
+    web = pq.read_table(tmp_path / "big" / "documents" / "web").to_pylist()
+    assert [r["src_line"] for r in web] == sorted(r["src_line"] for r in web)
+    (numeric,) = [r for r in web if r["src_line"] == 6]
+    assert numeric["id"] == "5" and numeric["metadata"] == '{"extra":1}'
