@@ -478,3 +478,15 @@ def test_adding_an_input_reruns_only_its_shards(tmp_path: Path):
     ingest([str(x)], wd, source="web", progress=False, workers=1)
     s = ingest([str(x), str(y)], wd, source="web", progress=False, workers=1)
     assert s["shards_ingested"] == 1 and s["shards_skipped"] == 1 and s["ingested"] == 6
+
+
+def test_outputs_get_the_usual_permissions_and_no_temporaries_stay(tmp_path: Path):
+    path = _shard(tmp_path / "raw" / "web" / "x.jsonl", [_doc(i) for i in range(3)])
+    old = os.umask(0o022)
+    try:
+        ingest([str(path)], tmp_path / "wd", progress=False, workers=1)
+    finally:
+        os.umask(old)
+    (part,) = (tmp_path / "wd" / "documents" / "web").iterdir()
+    assert part.stat().st_mode & 0o777 == 0o644
+    assert not list((tmp_path / "wd").rglob(".tmp-*"))
