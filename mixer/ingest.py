@@ -62,6 +62,7 @@ ROW_GROUP_BYTES = 32 << 20  # a source's buffered text this large is written as 
 ROW_GROUP_ROWS = 65536
 BUFFER_BYTES = 64 << 20  # text buffered over all sources of a shard before the largest are written
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
+MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
 WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
 STATS_COLUMNS = ["source", "added", "created", "src_file", "src_line"]
@@ -207,7 +208,7 @@ def _utf8(encoded: list[bytes], valid: np.ndarray | None = None) -> pa.Array:
     n = len(encoded)
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.fromiter(map(len, encoded), np.int64, n), out=offsets[1:])
-    if offsets[-1] >= 2**31:
+    if offsets[-1] > MAX_ARRAY_BYTES:
         raise OverflowError("string column too large for one array")
     bitmap, nulls = None, 0
     if valid is not None and not valid.all():
@@ -232,7 +233,7 @@ def _utf8_or_null(values: list) -> pa.Array:
 def _repeat(value: str, n: int) -> pa.Array:
     b = value.encode()
     offsets = np.arange(n + 1, dtype=np.int64) * len(b)
-    if offsets[-1] >= 2**31:
+    if offsets[-1] > MAX_ARRAY_BYTES:
         raise OverflowError("string column too large for one array")
     return pa.Array.from_buffers(
         pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b * n)]
@@ -246,15 +247,23 @@ def _id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
     return np.frombuffer(joined, dtype="<u8").reshape(-1, 2)
 
 
-def _to_table(source: str, src_file: str, rows: list[tuple]) -> tuple[pa.Table, np.ndarray]:
-    """Rows (id, text, added, created, metadata, line) of one source -> (table, id hashes)."""
+def _to_table(
+    runs: list[tuple[str, int]], src_file: str, rows: list[tuple]
+) -> tuple[pa.Table, np.ndarray]:
+    """Rows (id, text, added, created, metadata, line) -> (table, id hashes). `runs` says which
+    source the rows are, in order: [(source, number of rows), ...]. Several small sources make
+    one table (sliced per source afterwards): the fixed cost per array is paid once."""
     n = len(rows)
     doc_ids, texts, added, created, meta, lines = zip(*rows, strict=True)
     ids = [i.encode() for i in doc_ids]
+    if len(runs) == 1:
+        sources = _repeat(runs[0][0], n)
+    else:
+        sources = _utf8([enc for src, k in runs for enc in [src.encode()] * k])
     arrays = [
         _utf8(ids),
         _utf8([t.encode() for t in texts]),
-        _repeat(source, n),
+        sources,
         _utf8_or_null(added),
         _utf8_or_null(created),
         _utf8_or_null(meta),
@@ -328,31 +337,60 @@ class _ShardOutput:
         what must be written and returns the bytes still buffered."""
         self.buffered = buffered
         if self.sizes[source] >= ROW_GROUP_BYTES or len(self.rows[source]) >= ROW_GROUP_ROWS:
-            self._write(source)
+            self._write([source])
         if self.buffered >= BUFFER_BYTES:
-            for src in sorted(self.rows, key=lambda s: -self.sizes[s]):
-                self._write(src)
-                if self.buffered <= BUFFER_BYTES // 2:
+            chosen, left = [], self.buffered
+            for src in sorted(self.rows, key=lambda s: (-self.sizes[s], s)):
+                chosen.append(src)
+                left -= self.sizes[src]
+                if left <= BUFFER_BYTES // 2:
                     break
+            self._write(chosen)
         return self.buffered
 
-    def _write(self, source: str) -> None:
-        rows = self.rows.pop(source)
-        text_size = self.sizes.pop(source)
-        self.buffered -= text_size
-        if not rows:
+    def _write(self, sources: list[str]) -> None:
+        """Hand the buffered rows of `sources` to the writer thread, one table for them all."""
+        batch = []
+        for source in sources:
+            rows, size = self.rows.pop(source), self.sizes.pop(source)
+            self.buffered -= size
+            if rows:
+                batch.append((source, rows, size))
+        if not batch:
             return
+        every = batch[0][1] if len(batch) == 1 else [r for _, rows, _ in batch for r in rows]
         try:
-            table, hashes = _to_table(source, self.src_file, rows)
-        except OverflowError:  # over 2 GiB of text in one batch: write it in halves
-            half = len(rows) // 2
-            for part in (rows[:half], rows[half:]):
-                self.rows[source] = part
-                self.sizes[source] = sum(len(r[1]) for r in part)
-                self.buffered += self.sizes[source]
-                self._write(source)
+            table, hashes = _to_table(
+                [(s, len(rows)) for s, rows, _ in batch], self.src_file, every
+            )
+        except OverflowError:  # over 2 GiB of text in one table: split it
+            if len(every) == 1:
+                raise MixerError(
+                    f"{self.src_file}: line {every[0][5]}: a document over 2 GiB can't be stored"
+                ) from None
+            parts = (
+                [[(s, rows, size)] for s, rows, size in batch]
+                if len(batch) > 1
+                else [
+                    [(batch[0][0], half, sum(len(r[1]) for r in half))]
+                    for half in (every[: len(every) // 2], every[len(every) // 2 :])
+                ]
+            )
+            for part in parts:
+                ((source, rows, size),) = part
+                self.rows[source], self.sizes[source] = rows, size
+                self.buffered += size
+                self._write([source])
             return
-        self.count[source] += len(rows)
+        start = 0
+        for source, rows, size in batch:
+            n = len(rows)
+            part = table if len(batch) == 1 else table.slice(start, n)
+            self._submit(source, part, hashes[start : start + n], size + 64 * n)
+            start += n
+
+    def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
+        self.count[source] += table.num_rows
         self.hashes.setdefault(source, []).append(hashes)
         writer = self.writers.get(source)
         if writer is None:
@@ -366,7 +404,6 @@ class _ShardOutput:
             ]
         # a part always goes to the same thread, so its row groups keep their order
         pool = self._pools[writer.number % len(self._pools)]
-        size = text_size + 64 * len(rows)  # about its size in memory (Table.nbytes is slow)
         while self._pending and self._ahead + size > WRITE_AHEAD_BYTES:
             self._wait_one()
         self._pending.append((pool.submit(writer.write, table), size))
@@ -382,8 +419,7 @@ class _ShardOutput:
         on error, remove every temporary file)."""
         try:
             if error is None:
-                for source in sorted(self.rows):
-                    self._write(source)
+                self._write(sorted(self.rows))
             while self._pending:
                 self._wait_one()
         except BaseException as e:

@@ -332,3 +332,19 @@ def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
     assert [r["src_line"] for r in web] == sorted(r["src_line"] for r in web)
     (numeric,) = [r for r in web if r["src_line"] == 6]
     assert numeric["id"] == "5" and numeric["metadata"] == '{"extra":1}'
+
+
+def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "a.jsonl"
+    raw.parent.mkdir()
+    raw.write_bytes(b"\n".join(_doc(i, source=["web", "code"][i % 2]) for i in range(40)) + b"\n")
+    ingest([str(raw.parent)], tmp_path / "one", workers=1, progress=False)
+    monkeypatch.setattr(ing, "MAX_ARRAY_BYTES", 300)  # a few documents' text per array
+    s = ingest([str(raw.parent)], tmp_path / "split", workers=1, progress=False)
+    assert s["ingested"] == 40
+    for src in ("web", "code"):
+        a = pq.read_table(tmp_path / "one" / "documents" / src)
+        b = pq.read_table(tmp_path / "split" / "documents" / src)
+        assert a.equals(b)
