@@ -13,6 +13,12 @@ task wrote; a later run removes only files such records name: the outputs of a s
 left a source's inputs, and the outputs of an older version of a shard that this version did
 not rewrite. Nothing mixer did not write is ever deleted.
 
+Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
+`duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
+memory, without reading any Parquet file. How a shard is parsed and written fast (a fast
+branch for plain Dolma records, Arrow columns from UTF-8 buffers, row groups sized by bytes,
+one table for all small sources, a writer thread): docs/ingest.md.
+
 `ingest(...)` is the thin wrapper the `mixer ingest` command and the tests call.
 """
 
