@@ -348,3 +348,29 @@ def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
         a = pq.read_table(tmp_path / "one" / "documents" / src)
         b = pq.read_table(tmp_path / "split" / "documents" / src)
         assert a.equals(b)
+
+
+def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for shard in range(3):
+        lines = [
+            _doc(shard * 1000 + i, source=["web", "code", "s2/pes2o"][i % 3], metadata={"i": i})
+            for i in range(300)
+        ]
+        lines.insert(7, b"{broken")
+        (raw / f"s{shard}.jsonl.zst").write_bytes(
+            zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
+        )
+    outs = {}
+    for workers in (1, 2):
+        wd = tmp_path / f"wd{workers}"
+        ingest([str(raw)], wd, workers=workers, progress=False)
+        outs[workers] = {
+            str(p.relative_to(wd)): p.read_bytes()
+            for sub in ("documents", "quarantine", "state/ingest/ids")
+            for p in sorted((wd / sub).rglob("*"))
+            if p.is_file()
+        }
+    assert len(outs[1]) == 3 * 3 + 3 + 3  # parts, quarantine files, id files
+    assert outs[1] == outs[2]
