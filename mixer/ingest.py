@@ -13,52 +13,65 @@ task wrote; a later run removes only files such records name: the outputs of a s
 left a source's inputs, and the outputs of an older version of a shard that this version did
 not rewrite. Nothing mixer did not write is ever deleted.
 
+Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
+`duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
+memory, without reading any Parquet file. How a shard is parsed and written fast (a fast
+branch for plain Dolma records, Arrow columns from UTF-8 buffers, row groups sized by bytes,
+one table for all small sources, a writer thread): docs/ingest.md.
+
 `ingest(...)` is the thin wrapper the `mixer ingest` command and the tests call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
+import gc
+import hashlib
 import json
 import os
 import time
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixer.errors import MixerError
-from mixer.inputs import item_key, resolve_each
+from mixer.inputs import item_key, resolve_each, resolve_inputs  # noqa: F401 (decon_index)
 from mixer.io import (
     StreamError,
     atomic_path,
     clean_temporaries,
     file_fingerprint,
-    iter_lines,
-    parquet_writer_atomic,
+    iter_line_blocks,
     read_json,
     write_json_atomic,
 )
 from mixer.schema import (
     DOCUMENT_SCHEMA,
+    PARQUET_COMPRESSION,
     documents_dir,
-    list_parts,
     part_name,
     quarantine_dir,
     state_dir,
 )
 from mixer.stage import RunContext, Stage, Task, run_stage
 
-BATCH_ROWS = 8192
-BATCH_BYTES = 32 << 20
+ROW_GROUP_BYTES = 32 << 20  # a source's buffered text this large is written as a row group
+ROW_GROUP_ROWS = 65536
+BUFFER_BYTES = 64 << 20  # text buffered over all sources of a shard before the largest are written
+WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
+MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
+WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
+STATS_COLUMNS = ["source", "added", "created", "src_file", "src_line"]
 BOM = b"\xef\xbb\xbf"
 
 
@@ -195,68 +208,251 @@ def parse_record(
 # ------------------------------------------------------------------------ one shard
 
 
-class _SourceOutput:
-    """Buffered rows of one source of one shard, flushed as Parquet row groups.
+def _utf8(encoded: list[bytes], valid: np.ndarray | None = None) -> pa.Array:
+    """A string array straight from UTF-8 bytes: offsets by numpy, data by one join (no
+    per-value conversion in Arrow, and no pandas import on the first call of `pa.array`)."""
+    n = len(encoded)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, n), out=offsets[1:])
+    if offsets[-1] > MAX_ARRAY_BYTES:
+        raise OverflowError("string column too large for one array")
+    bitmap, nulls = None, 0
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        nulls = int(n - valid.sum())
+    return pa.Array.from_buffers(
+        pa.string(),
+        n,
+        [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))],
+        null_count=nulls,
+    )
 
-    Compressing and writing a row group happens on a background thread (pyarrow releases the
-    GIL there) while the next batch is parsed; at most one batch waits, so memory stays bounded.
-    """
+
+def _utf8_or_null(values: list) -> pa.Array:
+    """str, UTF-8 bytes or None per value."""
+    valid = np.fromiter((v is not None for v in values), bool, len(values))
+    return _utf8(
+        [b"" if v is None else v if type(v) is bytes else v.encode() for v in values], valid
+    )
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    b = value.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(b)
+    if offsets[-1] > MAX_ARRAY_BYTES:
+        raise OverflowError("string column too large for one array")
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b * n)]
+    )
+
+
+def _id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
+    """128-bit BLAKE2b of each id, as (n, 2) uint64: what duplicate counting compares."""
+    digest = hashlib.blake2b
+    joined = b"".join([digest(i, digest_size=16).digest() for i in encoded_ids])
+    return np.frombuffer(joined, dtype="<u8").reshape(-1, 2)
+
+
+def _to_table(
+    runs: list[tuple[str, int]], src_file: str, rows: list[tuple]
+) -> tuple[pa.Table, np.ndarray]:
+    """Rows (id, text, added, created, metadata, line) -> (table, id hashes). `runs` says which
+    source the rows are, in order: [(source, number of rows), ...]. Several small sources make
+    one table (sliced per source afterwards): the fixed cost per array is paid once."""
+    n = len(rows)
+    doc_ids, texts, added, created, meta, lines = zip(*rows, strict=True)
+    ids = [i.encode() for i in doc_ids]
+    if len(runs) == 1:
+        sources = _repeat(runs[0][0], n)
+    else:
+        sources = _utf8([enc for src, k in runs for enc in [src.encode()] * k])
+    arrays = [
+        _utf8(ids),
+        _utf8([t.encode() for t in texts]),
+        sources,
+        _utf8_or_null(added),
+        _utf8_or_null(created),
+        _utf8_or_null(meta),
+        _repeat(src_file, n),
+        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.array(lines, np.int64))]),
+    ]
+    return pa.Table.from_arrays(arrays, schema=DOCUMENT_SCHEMA), _id_hashes(ids)
+
+
+class _PartWriter:
+    """One documents part, written under a temporary name and renamed when complete. Its
+    methods run on the shard's writer thread (pyarrow compresses without the GIL)."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.batch: list[tuple] = []
-        self.nbytes = 0
-        self.rows = 0
+        self.number = 0
         self._ctx = None
         self._writer = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
 
-    def add(self, doc: list, src_file: str, src_line: int) -> None:
-        self.batch.append((*doc, src_file, src_line))
-        self.nbytes += len(doc[1])
-        self.rows += 1
-        if len(self.batch) >= BATCH_ROWS or self.nbytes >= BATCH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.batch and self._writer is not None:
-            return
+    def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            # Dictionary-encoding unique texts and ids only costs time.
-            self._ctx = parquet_writer_atomic(
-                self.path, DOCUMENT_SCHEMA, use_dictionary=LOW_CARDINALITY
+            self._ctx = atomic_path(self.path)
+            tmp = self._ctx.__enter__()
+            self._writer = pq.ParquetWriter(
+                tmp,
+                DOCUMENT_SCHEMA,
+                compression=PARQUET_COMPRESSION,
+                # dictionaries and min/max statistics of unique texts and ids only cost time
+                use_dictionary=LOW_CARDINALITY,
+                write_statistics=STATS_COLUMNS,
             )
-            self._writer = self._ctx.__enter__()
-            self._pool = ThreadPoolExecutor(1)
-        columns = list(zip(*self.batch, strict=True)) or [[] for _ in DOCUMENT_SCHEMA]
-        table = pa.Table.from_arrays(
-            [pa.array(c, type=f.type) for c, f in zip(columns, DOCUMENT_SCHEMA, strict=True)],
-            schema=DOCUMENT_SCHEMA,
-        )
-        self._wait()
-        self._pending = self._pool.submit(self._writer.write_table, table)
-        self.batch = []
-        self.nbytes = 0
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
 
     def close(self, error: BaseException | None = None) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+        except BaseException as e:
+            self._ctx.__exit__(type(error or e), error or e, None)  # removes the temporary
+            raise
+        self._ctx.__exit__(type(error) if error else None, error, None)
+
+
+class _ShardOutput:
+    """Documents of one shard, per source, buffered and written as large row groups.
+
+    A source's rows are written when they reach ROW_GROUP_BYTES (or ROW_GROUP_ROWS); when all
+    sources together hold BUFFER_BYTES of text, the largest are written until half of that
+    remains; the rest (small sources) are written once, at the end of the shard, so a shard of
+    many tiny sources makes one row group per source, not one per batch. Tables go to one
+    writer thread per shard, at most WRITE_AHEAD_BYTES ahead: memory stays bounded.
+    """
+
+    def __init__(self, workdir: Path, index: int, src_file: str):
+        self.workdir, self.index, self.src_file = workdir, index, src_file
+        # per source: rows (id, text, added, created, metadata, line) and their text's length;
+        # the ingest loop appends to these directly (no call per row)
+        self.rows: dict[str, list[tuple]] = {}
+        self.sizes: dict[str, int] = {}
+        self.buffered = 0
+        self.count: Counter = Counter()
+        self.writers: dict[str, _PartWriter] = {}
+        self.hashes: dict[str, list[np.ndarray]] = {}
+        self._pools: list[ThreadPoolExecutor] = []
+        self._pending: deque = deque()  # (future, bytes)
+        self._ahead = 0
+
+    def spill(self, source: str, buffered: int) -> int:
+        """Called when `source` or the whole buffer (`buffered` bytes) passed a limit; writes
+        what must be written and returns the bytes still buffered."""
+        self.buffered = buffered
+        if self.sizes[source] >= ROW_GROUP_BYTES or len(self.rows[source]) >= ROW_GROUP_ROWS:
+            self._write([source])
+        if self.buffered >= BUFFER_BYTES:
+            chosen, left = [], self.buffered
+            for src in sorted(self.rows, key=lambda s: (-self.sizes[s], s)):
+                chosen.append(src)
+                left -= self.sizes[src]
+                if left <= BUFFER_BYTES // 2:
+                    break
+            self._write(chosen)
+        return self.buffered
+
+    def _write(self, sources: list[str]) -> None:
+        """Hand the buffered rows of `sources` to the writer thread, one table for them all."""
+        batch = []
+        for source in sources:
+            rows, size = self.rows.pop(source), self.sizes.pop(source)
+            self.buffered -= size
+            if rows:
+                batch.append((source, rows, size))
+        if not batch:
+            return
+        every = batch[0][1] if len(batch) == 1 else [r for _, rows, _ in batch for r in rows]
+        try:
+            table, hashes = _to_table(
+                [(s, len(rows)) for s, rows, _ in batch], self.src_file, every
+            )
+        except OverflowError:  # over 2 GiB of text in one table: split it
+            if len(every) == 1:
+                raise MixerError(
+                    f"{self.src_file}: line {every[0][5]}: a document over 2 GiB can't be stored"
+                ) from None
+            parts = (
+                [[(s, rows, size)] for s, rows, size in batch]
+                if len(batch) > 1
+                else [
+                    [(batch[0][0], half, sum(len(r[1]) for r in half))]
+                    for half in (every[: len(every) // 2], every[len(every) // 2 :])
+                ]
+            )
+            for part in parts:
+                ((source, rows, size),) = part
+                self.rows[source], self.sizes[source] = rows, size
+                self.buffered += size
+                self._write([source])
+            return
+        start = 0
+        for source, rows, size in batch:
+            n = len(rows)
+            part = table if len(batch) == 1 else table.slice(start, n)
+            self._submit(source, part, hashes[start : start + n], size + 64 * n)
+            start += n
+
+    def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
+        self.count[source] += table.num_rows
+        self.hashes.setdefault(source, []).append(hashes)
+        writer = self.writers.get(source)
+        if writer is None:
+            path = documents_dir(self.workdir, source) / part_name(self.index)
+            writer = self.writers[source] = _PartWriter(path)
+            writer.number = len(self.writers)
+        if not self._pools:
+            self._pools = [
+                ThreadPoolExecutor(1, thread_name_prefix="mixer-ingest-write")
+                for _ in range(WRITER_THREADS)
+            ]
+        # a part always goes to the same thread, so its row groups keep their order
+        pool = self._pools[writer.number % len(self._pools)]
+        while self._pending and self._ahead + size > WRITE_AHEAD_BYTES:
+            self._wait_one()
+        self._pending.append((pool.submit(writer.write, table), size))
+        self._ahead += size
+
+    def _wait_one(self) -> None:
+        future, size = self._pending.popleft()
+        self._ahead -= size
+        future.result()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Write what is buffered, wait for the writer thread, and publish every part (or,
+        on error, remove every temporary file)."""
         try:
             if error is None:
-                self.flush()
-            self._wait()
+                self._write(sorted(self.rows))
+            while self._pending:
+                self._wait_one()
         except BaseException as e:
             error = error or e
             raise
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-            if self._ctx is not None:
-                self._ctx.__exit__(type(error) if error else None, error, None)
+            while self._pending:  # an error: let the thread finish before removing files
+                with contextlib.suppress(BaseException):
+                    self._wait_one()
+            for pool in self._pools:
+                pool.shutdown()
+            for writer in self.writers.values():
+                writer.close(error)
+
+    def paths(self) -> list[str]:
+        return sorted(str(w.path) for w in self.writers.values())
+
+    def write_id_hashes(self, path: Path) -> None:
+        """Every document's id hash with its source, sorted: duplicate_ids merges these."""
+        sources = sorted(self.hashes)
+        keys = [np.concatenate(self.hashes[s]) for s in sources]
+        src = np.concatenate(
+            [np.full(len(k), i, np.uint32) for i, k in enumerate(keys)] or [np.zeros(0, np.uint32)]
+        )
+        keys = np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64)
+        order = np.lexsort((src, keys[:, 1], keys[:, 0]))
+        write_id_file(path, sources, keys[order, 0], keys[order, 1], src[order])
 
 
 class _Quarantine:
@@ -321,10 +517,10 @@ def _ingest_shard(
     workdir_p = Path(workdir)
     fallback = source or _default_source(path)
     src_file = str(path)
-    outputs: dict[str, _SourceOutput] = {}
+    out = _ShardOutput(workdir_p, index, src_file)
     quarantine = _Quarantine(workdir_p, index)
     reasons: Counter = Counter()
-    per_source: dict[str, Counter] = {}
+    rejected: Counter = Counter()
     lines_read = 0
     error: BaseException | None = None
     stream_error = None
@@ -332,27 +528,74 @@ def _ingest_shard(
     def reject(src: str, line_no: int, reason: str, raw: bytes, **extra) -> None:
         quarantine.add(src, src_file, line_no, reason, raw, **extra)
         reasons[reason] += 1
-        per_source.setdefault(src, Counter())["quarantined"] += 1
+        rejected[src] += 1
 
+    # The hot loop: names bound locally; a plain Dolma record takes the fast branch, anything
+    # else (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
+    loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    names = fields.names
+    f_id, f_text, f_src = fields.id, fields.text, fields.source
+    f_added, f_created, f_meta = fields.added, fields.created, fields.metadata
+    rows_of, sizes, spill = out.rows, out.sizes, out.spill
+    buffered = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
     try:
         try:
-            for line_no, raw, terminated in iter_lines(path, with_terminated=True):
-                lines_read += 1
-                if line_no == 1 and raw.startswith(BOM):
-                    raw = raw[len(BOM) :]
-                _ingest_line(
-                    line_no,
-                    raw,
-                    not terminated,
-                    source,
-                    fallback,
-                    fields,
-                    outputs,
-                    workdir_p,
-                    index,
-                    src_file,
-                    reject,
-                )
+            for first, lines, terminated in iter_line_blocks(path):
+                if first == 1 and lines[0].startswith(BOM):
+                    lines[0] = lines[0][len(BOM) :]
+                lines_read += len(lines)
+                line_no = first - 1
+                for raw in lines:
+                    line_no += 1
+                    row = None
+                    try:
+                        rec = loads(raw)
+                    except decode_error:
+                        rec = None
+                    if type(rec) is dict and rec.keys() <= names:
+                        text = rec.get(f_text)
+                        doc_id = rec.get(f_id)
+                        src = rec.get(f_src)
+                        added = rec.get(f_added)
+                        created = rec.get(f_created)
+                        meta = rec.get(f_meta)
+                        if (
+                            type(text) is str
+                            and type(doc_id) is str
+                            and (src is None or type(src) is str)
+                            and (added is None or type(added) is str)
+                            and (created is None or type(created) is str)
+                            and doc_id.strip()
+                        ):
+                            try:
+                                meta = None if meta is None else dumps(meta)
+                            except TypeError:
+                                pass  # (nesting orjson won't write) the careful branch below
+                            else:
+                                src = source or src or fallback
+                                row = (doc_id, text, added, created, meta, line_no)
+                    if row is None:
+                        src, doc, reason = _careful(raw, not terminated, source, fallback, fields)
+                        if reason is not None:
+                            reject(src, line_no, reason, raw)
+                            continue
+                        text = doc[1]
+                        row = (*doc, line_no)
+                    rows = rows_of.get(src)
+                    if rows is None:
+                        rows = rows_of[src] = []
+                        sizes[src] = 0
+                    rows.append(row)
+                    size = sizes[src] = sizes[src] + len(text)
+                    buffered += len(text)
+                    if (
+                        buffered >= BUFFER_BYTES
+                        or size >= ROW_GROUP_BYTES
+                        or len(rows) >= ROW_GROUP_ROWS
+                    ):
+                        buffered = spill(src, buffered)
         except StreamError as e:
             lines_read += 1
             stream_error = {"offset": e.offset, "line": e.line_no, "detail": e.message}
@@ -364,15 +607,26 @@ def _ingest_shard(
                 offset=e.offset,
                 detail=e.message,
             )
+        ids_file = _ids_path(workdir_p, index)
     except BaseException as e:  # leave nothing half-written
         error = e
         raise
     finally:
-        for out in outputs.values():
+        if gc_was_enabled:
+            gc.enable()
+        out.buffered = buffered
+        try:
             out.close(error)
-        quarantine_files = quarantine.close(error)
+        finally:
+            quarantine_files = quarantine.close(error)
+    try:
+        out.write_id_hashes(ids_file)
+    except BaseException:
+        for p in out.paths() + quarantine_files:
+            Path(p).unlink(missing_ok=True)
+        raise
 
-    ingested = {s: o.rows for s, o in outputs.items()}
+    ingested = dict(out.count)
     stats = {
         "file": src_file,
         "part": index,
@@ -381,50 +635,112 @@ def _ingest_shard(
         "quarantined": sum(reasons.values()),
         "reasons": dict(sorted(reasons.items())),
         "per_source": {
-            s: {
-                "ingested": ingested.get(s, 0),
-                "quarantined": per_source.get(s, Counter())["quarantined"],
-            }
-            for s in sorted(set(ingested) | set(per_source))
+            s: {"ingested": ingested.get(s, 0), "quarantined": rejected.get(s, 0)}
+            for s in sorted(set(ingested) | set(rejected))
         },
-        "outputs": sorted(str(o.path) for o in outputs.values()) + sorted(quarantine_files),
+        "outputs": out.paths() + sorted(quarantine_files) + [str(ids_file)],
     }
     if stream_error:
         stats["stream_error"] = stream_error
     return stats
 
 
-def _ingest_line(
-    line_no,
-    raw,
-    last_unterminated,
-    forced,
-    fallback,
-    fields,
-    outputs,
-    workdir,
-    index,
-    src_file,
-    reject,
-):
+def _careful(raw: bytes, last_unterminated: bool, forced, fallback, fields: FieldMap):
+    """One line the fast branch did not take: (source, [id, text, added, created, metadata]
+    or None, None or the reason it is quarantined)."""
     if not raw.strip():
-        reject(forced or fallback, line_no, "empty_line", raw)
-        return
+        return forced or fallback, None, "empty_line"
     record, reason, slow = _loads(raw, last_unterminated)
     if reason is None:
         doc, reason = parse_record(record, fields, fields.names, scrub=slow, raw=raw)
     if reason is not None:
         src = forced or (record.get(fields.source) if isinstance(record, dict) else None)
-        src = src if isinstance(src, str) and src else fallback
-        reject(src, line_no, reason, raw)
-        return
+        return (src if isinstance(src, str) and src else fallback), None, reason
     # Any source string is kept as written; its folder is derived safely (schema.source_dir_name).
-    src = forced or doc[2] or fallback
-    doc[2] = src
-    out = outputs.get(src)
-    if out is None:
-        out = outputs[src] = _SourceOutput(documents_dir(workdir, src) / part_name(index))
-    out.add(doc, src_file, line_no)
+    doc_id, text, src, added, created, meta = doc
+    return forced or src or fallback, [doc_id, text, added, created, meta], None
+
+
+# ------------------------------------------------------------------------ duplicate ids
+
+ID_FILE_MAGIC = b"MXIDS001"
+ID_MERGE_BYTES = 64 << 20  # the most id hashes duplicate_ids holds at once (bytes)
+
+
+def _ids_path(workdir: Path, index: int) -> Path:
+    return _state(workdir) / "ids" / part_name(index, ".ids")
+
+
+def write_id_file(path: Path, sources: list[str], hi, lo, src) -> None:
+    """MAGIC, header length (8 bytes), a JSON header (the sources, the count), padding to 8,
+    then n uint64 (high halves, sorted), n uint64 (low halves), n uint32 (source numbers)."""
+    header = orjson.dumps({"sources": sources, "n": len(hi)})
+    header += b" " * (-(len(ID_FILE_MAGIC) + 8 + len(header)) % 8)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(ID_FILE_MAGIC + len(header).to_bytes(8, "little") + header)
+        for a, dtype in ((hi, "<u8"), (lo, "<u8"), (src, "<u4")):
+            f.write(np.ascontiguousarray(a, dtype=dtype).tobytes())
+
+
+def read_id_file(path: str | Path):
+    """(sources, hi, lo, src), the arrays memory-mapped (nothing is read until used)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if head[:8] != ID_FILE_MAGIC:
+            raise MixerError(f"{path}: not an ingest id file")
+        size = int.from_bytes(head[8:16], "little")
+        meta = orjson.loads(f.read(size))
+    n, start = meta["n"], 16 + size
+    if n == 0:
+        empty = np.zeros(0, np.uint64)
+        return meta["sources"], empty, empty, np.zeros(0, np.uint32)
+    hi = np.memmap(path, "<u8", "r", start, (n,))
+    lo = np.memmap(path, "<u8", "r", start + 8 * n, (n,))
+    src = np.memmap(path, "<u4", "r", start + 16 * n, (n,))
+    return meta["sources"], hi, lo, src
+
+
+def duplicate_ids(workdir: str | Path, indices: list[int] | None = None) -> dict[str, int]:
+    """Per source: how many documents repeat an id already seen in that source (over every
+    ingested part of the workdir, or the part numbers given).
+
+    Each ingest task wrote its documents' 128-bit id hashes, sorted (state/ingest/ids/). The
+    hash range is cut into windows holding about ID_MERGE_BYTES in all; each window's slices
+    of every file (found by binary search in the memory-mapped files) are sorted together and
+    equal (source, hash) neighbours counted. Memory stays bounded whatever the corpus size,
+    and no Parquet file is read."""
+    workdir = Path(workdir)
+    if indices is None:
+        indices = sorted(_read_parts(workdir).values())
+    files = []
+    for index in indices:
+        p = _ids_path(workdir, index)
+        if p.exists():
+            files.append(read_id_file(p))
+    names = sorted({s for f in files for s in f[0]})
+    number = {s: i for i, s in enumerate(names)}
+    total = sum(len(f[1]) for f in files)
+    windows = max(1, -(-total * 20 // ID_MERGE_BYTES))
+    counts = np.zeros(len(names), np.int64)
+    edges = [(w << 64) // windows for w in range(windows)]
+    numbers = [np.array([number[s] for s in f[0]], np.int64) for f in files]
+    for w, lo_edge in enumerate(edges):
+        his, los, srcs = [], [], []
+        for (_, hi, lo, src), to_global in zip(files, numbers, strict=True):
+            a = int(np.searchsorted(hi, np.uint64(lo_edge)))
+            b = int(np.searchsorted(hi, np.uint64(edges[w + 1]))) if w + 1 < windows else len(hi)
+            if b > a:
+                his.append(np.asarray(hi[a:b]))
+                los.append(np.asarray(lo[a:b]))
+                srcs.append(to_global[np.asarray(src[a:b])])
+        if not his:
+            continue
+        hi_, lo_, src_ = np.concatenate(his), np.concatenate(los), np.concatenate(srcs)
+        order = np.lexsort((lo_, hi_, src_))
+        hi_, lo_, src_ = hi_[order], lo_[order], src_[order]
+        same = (hi_[1:] == hi_[:-1]) & (lo_[1:] == lo_[:-1]) & (src_[1:] == src_[:-1])
+        counts += np.bincount(src_[1:][same], minlength=len(names))
+    return {s: int(counts[i]) for i, s in enumerate(names)}
 
 
 # ------------------------------------------------------------------------ the stage
@@ -443,7 +759,7 @@ def _pair_key(source: str | None, shard: str) -> str:
 
 
 PRUNE_MODES = ("inputs", "sources")
-INGEST_VERSION = 2  # bump when the output of a task changes for the same input
+INGEST_VERSION = 3  # bump when the output of a task changes for the same input
 
 
 class IngestStage(Stage):
@@ -642,13 +958,14 @@ class IngestStage(Stage):
 
     # -- the reduce (driver)
     def finish(self, results: list[dict]) -> dict:
-        whole = summarize(self.workdir)  # every source of the workdir, for the report
-        write_json_atomic(state_dir(self.workdir) / "ingest.json", whole)
-        duplicates = {s: c["duplicate_ids"] for s, c in whole["sources"].items()}
-        summary = _summary(self.workdir, results, duplicates)
+        duplicates = duplicate_ids(self.workdir)  # over every part of the workdir, once
+        summary = _summary(results, duplicates)
         fresh = sum(1 for r in results if r.get("token") == self._run_token)
         summary["shards_ingested"] = fresh
         summary["shards_skipped"] = len(results) - fresh
+        write_json_atomic(
+            state_dir(self.workdir) / "ingest.json", summarize(self.workdir, duplicates=duplicates)
+        )
         return summary
 
 
@@ -687,7 +1004,7 @@ def _assign_parts(workdir: Path, pairs: list[tuple]) -> dict[str, int]:
     return parts
 
 
-def _summary(workdir: Path, stats: list[dict], duplicates: dict | None = None) -> dict:
+def _summary(stats: list[dict], duplicates: dict[str, int]) -> dict:
     totals: Counter = Counter()
     reasons: Counter = Counter()
     per_source: dict[str, Counter] = {}
@@ -699,8 +1016,6 @@ def _summary(workdir: Path, stats: list[dict], duplicates: dict | None = None) -
             per_source.setdefault(src, Counter()).update(c)
         if s.get("stream_error"):
             stream_errors.append({"file": s["file"], **s["stream_error"]})
-    if duplicates is None or not set(per_source) <= set(duplicates):
-        duplicates = duplicate_ids(workdir, sorted(per_source))
     out = {
         "shards": len(stats),
         "lines_read": totals["lines_read"],
@@ -721,8 +1036,11 @@ def _summary(workdir: Path, stats: list[dict], duplicates: dict | None = None) -
     return out
 
 
-def summarize(workdir: str | Path, indices: list[int] | None = None) -> dict:
-    """Totals over every ingested (source, shard) of the workdir (or the part numbers given)."""
+def summarize(
+    workdir: str | Path, indices: list[int] | None = None, duplicates: dict | None = None
+) -> dict:
+    """Totals over every ingested (source, shard) of the workdir (or the part numbers given).
+    Duplicate ids are counted per source over every part of the workdir."""
     workdir = Path(workdir)
     if indices is None:
         indices = sorted(_read_parts(workdir).values())
@@ -731,21 +1049,7 @@ def summarize(workdir: str | Path, indices: list[int] | None = None) -> dict:
         rec = read_json(_record_path(workdir, index))
         if rec and "stats" in rec:
             stats.append(rec["stats"])
-    return _summary(workdir, stats)
-
-
-def duplicate_ids(workdir: Path, sources: list[str]) -> dict[str, int]:
-    """Per source: how many documents repeat an id already seen in that source."""
-    out = {}
-    for src in sources:
-        parts = list_parts(documents_dir(workdir, src))
-        if parts:
-            ids = pa.concat_arrays(
-                [c for p in parts for c in pq.read_table(p, columns=["id"]).column("id").chunks]
-                or [pa.array([], pa.string())]
-            )
-            out[src] = len(ids) - pc.count_distinct(ids).as_py()
-    return out
+    return _summary(stats, duplicate_ids(workdir) if duplicates is None else duplicates)
 
 
 # ------------------------------------------------------------------------ the wrapper

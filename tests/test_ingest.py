@@ -247,3 +247,130 @@ def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
     assert _digest(wd) == _digest(clean)
     assert not list(wd.rglob(".tmp-*"))
     assert summary["ingested"] == 60_000 == summary["lines_read"]
+
+
+def test_duplicate_ids_are_exact_per_source_in_bounded_windows(tmp_path: Path, monkeypatch):
+    import random
+
+    import mixer.ingest as ing
+
+    rng = random.Random(7)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    expected: dict[str, int] = {}
+    seen: dict[str, set] = {}
+    for shard in range(3):
+        lines = []
+        for _ in range(400):
+            src = rng.choice(["web", "code", "s2/pes2o"])
+            doc_id = f"d{rng.randrange(500)}"  # repeats within and across shards
+            lines.append(_doc(0, source=src, id=doc_id))
+            if doc_id in seen.setdefault(src, set()):
+                expected[src] = expected.get(src, 0) + 1
+            seen[src].add(doc_id)
+        (raw / f"s{shard}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    def no_parquet_reads(*a, **k):
+        raise AssertionError("duplicate counting must not read Parquet")
+
+    monkeypatch.setattr(pq, "read_table", no_parquet_reads)
+    monkeypatch.setattr(pq, "ParquetFile", no_parquet_reads)
+    wd = tmp_path / "wd"
+    s = ingest([str(raw)], wd, workers=1, progress=False)
+    got = {src: c["duplicate_ids"] for src, c in s["sources"].items()}
+    assert got == {src: expected.get(src, 0) for src in seen}
+    assert all(v > 0 for v in got.values())
+    # the same counts when the hash range is merged in many small windows
+    monkeypatch.setattr(ing, "ID_MERGE_BYTES", 256)
+    assert ing.duplicate_ids(wd) == got
+    # the id files are the tasks' outputs: a rerun with them gone redoes those tasks
+    ids = sorted((wd / "state" / "ingest" / "ids").glob("part-*.ids"))
+    assert len(ids) == 3
+    ids[0].unlink()
+    again = ingest([str(raw)], wd, workers=1, progress=False)
+    assert again["shards_ingested"] == 1
+    assert {src: c["duplicate_ids"] for src, c in again["sources"].items()} == got
+
+
+def test_removed_shard_takes_its_ids_along(tmp_path: Path):
+    raw = tmp_path / "web"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b"\n".join([_doc(1), _doc(2)]) + b"\n")
+    (raw / "b.jsonl").write_bytes(b"\n".join([_doc(1), _doc(3)]) + b"\n")
+    wd = tmp_path / "wd"
+    assert ingest([str(raw)], wd, progress=False)["sources"]["web"]["duplicate_ids"] == 1
+    (raw / "b.jsonl").unlink()
+    s = ingest([str(raw)], wd, progress=False)
+    assert s["sources"]["web"]["duplicate_ids"] == 0
+    assert len(list((wd / "state" / "ingest" / "ids").glob("*.ids"))) == 1
+
+
+def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "mixed.jsonl"
+    raw.parent.mkdir()
+    srcs = ["web", "code", "tiny:a", "tiny:b"]
+    lines = [
+        _doc(i, source=srcs[i % 7 % 4], metadata={"n": i} if i % 3 else None) for i in range(3000)
+    ]
+    lines[5] = b'{"id": 5, "text": "numeric id", "source": "web", "extra": 1}'  # careful branch
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    ingest([str(raw.parent)], tmp_path / "big", workers=1, progress=False)
+    monkeypatch.setattr(ing, "ROW_GROUP_BYTES", 5000)
+    monkeypatch.setattr(ing, "BUFFER_BYTES", 20000)
+    monkeypatch.setattr(ing, "WRITE_AHEAD_BYTES", 1)
+    ingest([str(raw.parent)], tmp_path / "small", workers=1, progress=False)
+    for d in (tmp_path / "big" / "documents").iterdir():
+        big = pq.ParquetFile(d / "part-00000.parquet")
+        small = pq.ParquetFile(tmp_path / "small" / "documents" / d.name / "part-00000.parquet")
+        assert big.read().equals(small.read())
+        assert big.metadata.num_row_groups == 1  # a small source is written once
+        if d.name in ("web", "code"):
+            assert small.metadata.num_row_groups > 1
+    web = pq.read_table(tmp_path / "big" / "documents" / "web").to_pylist()
+    assert [r["src_line"] for r in web] == sorted(r["src_line"] for r in web)
+    (numeric,) = [r for r in web if r["src_line"] == 6]
+    assert numeric["id"] == "5" and numeric["metadata"] == '{"extra":1}'
+
+
+def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "a.jsonl"
+    raw.parent.mkdir()
+    raw.write_bytes(b"\n".join(_doc(i, source=["web", "code"][i % 2]) for i in range(40)) + b"\n")
+    ingest([str(raw.parent)], tmp_path / "one", workers=1, progress=False)
+    monkeypatch.setattr(ing, "MAX_ARRAY_BYTES", 300)  # a few documents' text per array
+    s = ingest([str(raw.parent)], tmp_path / "split", workers=1, progress=False)
+    assert s["ingested"] == 40
+    for src in ("web", "code"):
+        a = pq.read_table(tmp_path / "one" / "documents" / src)
+        b = pq.read_table(tmp_path / "split" / "documents" / src)
+        assert a.equals(b)
+
+
+def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for shard in range(3):
+        lines = [
+            _doc(shard * 1000 + i, source=["web", "code", "s2/pes2o"][i % 3], metadata={"i": i})
+            for i in range(300)
+        ]
+        lines.insert(7, b"{broken")
+        (raw / f"s{shard}.jsonl.zst").write_bytes(
+            zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
+        )
+    outs = {}
+    for workers in (1, 2):
+        wd = tmp_path / f"wd{workers}"
+        ingest([str(raw)], wd, workers=workers, progress=False)
+        outs[workers] = {
+            str(p.relative_to(wd)): p.read_bytes()
+            for sub in ("documents", "quarantine", "state/ingest/ids")
+            for p in sorted((wd / sub).rglob("*"))
+            if p.is_file()
+        }
+    assert len(outs[1]) == 3 * 3 + 3 + 3  # parts, quarantine files, id files
+    assert outs[1] == outs[2]

@@ -357,7 +357,7 @@ def test_full_disk_is_one_line_error(tmp_path: Path, monkeypatch):
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "wd" / "x"))
 
-    monkeypatch.setattr("mixer.ingest._SourceOutput.flush", full)
+    monkeypatch.setattr("mixer.ingest._PartWriter.write", full)  # on the writer thread
     r = CliRunner().invoke(
         main, ["ingest", str(path), "--out", str(tmp_path / "wd"), "--workers", "1"]
     )
@@ -514,3 +514,15 @@ def test_ingest_stage_bytes_do_not_depend_on_workers(tmp_path: Path):
         assert s["lines_read"] == 2 * 153 and s["quarantined"] == 6
         out.append(digest(wd))
     assert out[0] == out[1] and len(out[0]) == 3 * 3 + 3 + 3  # web, s2/pes2o, all; quarantine
+
+
+def test_outputs_get_the_usual_permissions_and_no_temporaries_stay(tmp_path: Path):
+    path = _shard(tmp_path / "raw" / "web" / "x.jsonl", [_doc(i) for i in range(3)])
+    old = os.umask(0o022)
+    try:
+        ingest([str(path)], tmp_path / "wd", progress=False, workers=1)
+    finally:
+        os.umask(old)
+    (part,) = (tmp_path / "wd" / "documents" / "web").iterdir()
+    assert part.stat().st_mode & 0o777 == 0o644
+    assert not list((tmp_path / "wd").rglob(".tmp-*"))

@@ -76,12 +76,17 @@ def ingest_cmd(
     fields = FieldMap(
         id_field, text_field, source_field, added_field, created_field, metadata_field
     )
+    from mixer.errors import MixerError
     from mixer.executor import use
     from mixer.stage import workdir_lock
 
-    # ADAPTER: with IngestStage, run_stage(IngestStage(...), RunContext(workdir, executor, ...)).
     try:
-        with workdir_lock(workdir), use(executor):
+        lock = workdir_lock(workdir)
+        lock.__enter__()
+    except OSError as e:  # the workdir (or a folder above it) can't be made: one line, exit 2
+        raise MixerError(f"output {workdir}: not writable ({e.strerror})") from None
+    try:
+        with use(executor):
             summary = ingest(
                 list(inputs),
                 workdir,
@@ -92,6 +97,7 @@ def ingest_cmd(
             )
     finally:
         executor.close()
+        lock.__exit__(None, None, None)
     print_ingest_summary(summary)
 
 
