@@ -15,6 +15,7 @@ from mixer.dedup import dedup_stages, run_dedup
 from mixer.dedup import stages as dstages
 from mixer.dedup.minhash import shingles_py
 from mixer.dedup.normalize import normalized_words_py
+from mixer.dedup.stage import execute_dedup
 from mixer.errors import MixerError
 from mixer.schema import attributes_dir, part_name
 from tests.test_dedup_stage import VOCAB, _edit, _text, write_documents
@@ -144,7 +145,13 @@ def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference):
     for name, kw in runs.items():
         wd = tmp_path / name
         _mixed_corpus(wd)
-        st = run_dedup(wd, **SETTINGS, **kw)
+        if "executor" in kw:
+            settings = {
+                k: v for k, v in {**SETTINGS, **kw}.items() if k not in ("executor", "progress")
+            }
+            st = execute_dedup(wd, settings, executor=kw["executor"], progress=False)
+        else:
+            st = run_dedup(wd, **SETTINGS, **kw)
         if name == "partitions":
             assert st["partitions"] > 1 and st["tasks"] > 4
         assert _digest(wd) == ref, name
@@ -227,7 +234,8 @@ def test_ray_executor_gives_the_same_bytes(tmp_path, reference):
     _, ref, _ = reference
     _mixed_corpus(tmp_path)
     try:
-        run_dedup(tmp_path, executor=RayExecutor(workers=2), **SETTINGS)
+        settings = {k: v for k, v in SETTINGS.items() if k != "progress"}
+        execute_dedup(tmp_path, settings, executor=RayExecutor(workers=2), progress=False)
     finally:
         ray.shutdown()
     assert _digest(tmp_path) == ref

@@ -93,10 +93,11 @@ def run_dedup(
     scheme: str = "affine32",
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     signature_check: bool = True,
-    executor: Executor | None = None,
     task_bytes: int | None = None,
 ) -> dict:
-    """Deduplicate the documents of `workdir`; write attributes/dedup and return the stats."""
+    """Deduplicate the documents of `workdir`; write attributes/dedup and return the stats.
+
+    Its keyword arguments are the recipe's `dedup:` keys; `execute_dedup` takes an executor."""
     settings = dict(
         sources=sources, exact=exact, minhash=minhash, ngram=ngram, exact_field=exact_field,
         num_perm=num_perm, bands=bands, rows=rows, threshold=threshold, verify=verify,
@@ -105,6 +106,18 @@ def run_dedup(
     )  # fmt: skip
     if task_bytes is not None:
         settings["task_bytes"] = task_bytes
+    return execute_dedup(workdir, settings, workers=workers, progress=progress)
+
+
+def execute_dedup(
+    workdir,
+    settings: dict,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run dedup_stages(workdir, settings) on `executor` (default: a PersistentPoolExecutor of
+    `workers`, or Ray under `mixer --executor ray`) and return the stats."""
     stages = dedup_stages(workdir, settings)
     skipped = []
 
@@ -138,4 +151,11 @@ def run_dedup(
     return stats
 
 
-__all__ = ["run_dedup", "DEFAULT_KEEP_RULE", "SPAN_TYPE", "signature_floor", "DEFAULT_SEED"]
+__all__ = [
+    "run_dedup",
+    "execute_dedup",
+    "DEFAULT_KEEP_RULE",
+    "SPAN_TYPE",
+    "signature_floor",
+    "DEFAULT_SEED",
+]
