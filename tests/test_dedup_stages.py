@@ -256,3 +256,17 @@ def test_jaccard_pairs_matches_python_sets():
         expected.append(len(set(sets[a]) & set(sets[b])) / len(union) if union else 0.0)
     for cells in (1 << 23, 50):  # one chunk, many chunks
         assert np.allclose(dstages.jaccard_pairs(values, offsets, ia, ib, cells), expected)
+
+
+def test_batches_cross_part_boundaries(tmp_path):
+    parts, n = [], 0
+    for i, size in enumerate([3, 0, 10, 5]):
+        path = write_documents(
+            tmp_path, "web", i, [(f"d{n + j}", f"text {n + j}") for j in range(size)]
+        )
+        parts.append({"path": str(path)})
+        n += size
+    batches = list(dstages._batches(parts, ["text"], 7))
+    assert [b.num_rows for b in batches] == [7, 7, 4]
+    texts = [t for b in batches for t in b.column(0).to_pylist()]
+    assert texts == [f"text {i}" for i in range(18)]

@@ -381,56 +381,51 @@ class SignaturesStage(_DedupStage):
         a = task.args
         g, P = a["g"], a["partitions"]
         perm = permutations(s["num_perm"], s["seed"], s["scheme"]) if s["minhash"] else None
-        keys, lengths, quality, sigs, buckets, fields, paras = [], [], [], [], [], [], []
+        keys, lengths, sigs, buckets, fields, paras = [], [], [], [], [], []
         shingled, shingles, sh_counts = [], [], []
-        for part in a["parts"]:
-            base = part["base"]
-            q = _read_quality(part)
-            quality.append(q)
-            cols = ["text"] + (["metadata"] if s["exact_field"] else [])
-            off = 0
-            for batch in pq.ParquetFile(part["path"]).iter_batches(
-                batch_size=BATCH_ROWS, columns=cols
-            ):
-                texts = batch.column(0)
-                n = len(texts)
-                normalized = normalize(texts)
-                flat, offsets = split_words(normalized)
-                wh = hash_words(flat)
-                k = hash_sequences(wh, offsets)
-                empty = np.diff(offsets) == 0
-                if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
-                    raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
-                    k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
-                keys.append(k.view(np.int64))
-                length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
-                lengths.append(length.astype(np.int64))
-                docs = base + off + np.arange(n, dtype=np.int64)
-                if s["minhash"]:
-                    hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
-                    sig = signatures(hv, sh_off, *perm, s["scheme"])
-                    sigs.append(sig)
-                    if s["verify"]:  # kept for the exact Jaccard of candidate pairs
-                        shingles.append(hv)
-                        sh_counts.append(np.diff(sh_off))
-                    shingled.append(np.diff(sh_off) > 0)
-                    has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
-                    bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
-                    nb = s["bands"]
-                    buckets.append(
-                        np.stack(
-                            [bk.reshape(-1), np.repeat(docs[has], nb), np.repeat(k.view(np.int64)[has], nb)],
-                            axis=1,
-                        )
-                    )  # fmt: skip
-                if s["exact_field"]:
-                    fields.append(_field_records(batch.column(1), s["exact_field"], docs))
-                if s["paragraphs"]:
-                    rec = paragraph_records(texts, normalized)
-                    paras.append(
-                        np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
-                    )  # fmt: skip
-                off += n
+        quality = [_read_quality(part) for part in a["parts"]]
+        cols = ["text"] + (["metadata"] if s["exact_field"] else [])
+        off = a["lo"]  # the group's parts are consecutive in corpus order
+        for batch in _batches(a["parts"], cols, BATCH_ROWS):
+            texts = batch.column(0)
+            n = len(texts)
+            normalized = normalize(texts)
+            flat, offsets = split_words(normalized)
+            wh = hash_words(flat)
+            k = hash_sequences(wh, offsets)
+            empty = np.diff(offsets) == 0
+            if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
+                raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
+                k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
+            keys.append(k.view(np.int64))
+            length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
+            lengths.append(length.astype(np.int64))
+            docs = off + np.arange(n, dtype=np.int64)
+            if s["minhash"]:
+                hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
+                sig = signatures(hv, sh_off, *perm, s["scheme"])
+                sigs.append(sig)
+                if s["verify"]:  # kept for the exact Jaccard of candidate pairs
+                    shingles.append(hv)
+                    sh_counts.append(np.diff(sh_off))
+                shingled.append(np.diff(sh_off) > 0)
+                has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
+                bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
+                nb = s["bands"]
+                buckets.append(
+                    np.stack(
+                        [bk.reshape(-1), np.repeat(docs[has], nb), np.repeat(k.view(np.int64)[has], nb)],
+                        axis=1,
+                    )
+                )  # fmt: skip
+            if s["exact_field"]:
+                fields.append(_field_records(batch.column(1), s["exact_field"], docs))
+            if s["paragraphs"]:
+                rec = paragraph_records(texts, normalized)
+                paras.append(
+                    np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
+                )  # fmt: skip
+            off += n
         key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
         length = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         qual = np.concatenate(quality) if quality else np.zeros(0, np.float64)
@@ -475,6 +470,27 @@ class SignaturesStage(_DedupStage):
             "tasks": len(results),
             "partitions": self.plan["partitions"],
         }
+
+
+def _batches(parts: list[dict], columns: list[str], rows: int):
+    """Record batches of `rows` rows (the last one shorter) over consecutive parts: small parts
+    are read together, so per-batch costs do not multiply with the number of parts."""
+    pending, count = [], 0
+    for part in parts:
+        pf = pq.ParquetFile(part["path"])
+        for batch in pf.iter_batches(batch_size=rows, columns=columns):
+            cols = [c.cast(pa.large_string()) for c in batch.columns]
+            pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
+            count += batch.num_rows
+            if count >= rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                full = count // rows * rows
+                for start in range(0, full, rows):
+                    yield table.slice(start, rows).to_batches()[0]
+                rest = table.slice(full)
+                pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _read_quality(part: dict) -> np.ndarray:
