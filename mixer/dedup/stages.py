@@ -264,12 +264,41 @@ class _DedupStage(Stage):
         bases = np.array([p["base"] for p in self.plan["parts"]], dtype=np.int64)
         return np.searchsorted(bases, docs, side="right") - 1
 
+    def doc_values(self, kind: str, lo: int, hi: int) -> np.ndarray:
+        """A per-document array of the signature tasks (key, len, quality) for ordinals lo..hi."""
+        out = []
+        for g in range(
+            int(self.group_of(np.array([lo]))[0]) if hi > lo else 0, len(self.plan["groups"])
+        ):
+            grp = self.plan["groups"][g]
+            if grp["lo"] >= hi:
+                break
+            arr = _load(self.sig_file(g, kind), mmap=True)
+            out.append(
+                np.asarray(arr[max(lo, grp["lo"]) - grp["lo"] : min(hi, grp["hi"]) - grp["lo"]])
+            )
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
     def dir_fingerprint(self, *names: str) -> list:
         return tree_fingerprint(*(self.state / n for n in names))
 
 
 def _plan_settings(settings: dict) -> dict:
     return {k: settings[k] for k in sorted(settings)}
+
+
+def _pack(items: list[dict], limit: int) -> list[list[dict]]:
+    """Consecutive items in batches of up to `limit` bytes (an item larger than that alone)."""
+    out, cur, size = [], [], 0
+    for it in items:
+        if cur and size + it["bytes"] > limit:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += it["bytes"]
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _quality_path(workdir: Path, source: str, index: int) -> Path:
@@ -305,21 +334,40 @@ def make_plan(workdir: Path, settings: dict) -> dict:
                 "quality": [str(q), qst.st_size, qst.st_mtime_ns] if qst else None,
             })  # fmt: skip
             base += rows
-    # task groups: consecutive parts up to task_bytes of Parquet (a larger part alone)
-    groups, cur, cur_bytes = [], [], 0
+    # signature tasks: consecutive segments (a part, or a row range of a part larger than
+    # task_bytes) up to task_bytes of Parquet; write tasks: consecutive whole parts
+    tb = settings["task_bytes"]
+    segments = []
     for i, p in enumerate(parts):
-        if cur and cur_bytes + p["size"] > settings["task_bytes"]:
-            groups.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(i)
-        cur_bytes += p["size"]
-    if cur:
-        groups.append(cur)
-    groups = [
-        {"parts": g, "lo": parts[g[0]]["base"], "hi": parts[g[-1]]["base"] + parts[g[-1]]["rows"],
-         "bytes": sum(parts[i]["size"] for i in g)}
-        for g in groups
-    ]  # fmt: skip
+        k = max(1, min(p["rows"], math.ceil(p["size"] / tb)))
+        cuts = [p["rows"] * j // k for j in range(k + 1)]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            segments.append(
+                {
+                    "part": i,
+                    "lo": lo,
+                    "hi": hi,
+                    "bytes": p["size"] * (hi - lo) // max(p["rows"], 1) if k > 1 else p["size"],
+                }
+            )
+    groups = []
+    for batch in _pack(segments, tb):
+        lo = parts[batch[0]["part"]]["base"] + batch[0]["lo"]
+        hi = parts[batch[-1]["part"]]["base"] + batch[-1]["hi"]
+        groups.append(
+            {"segments": batch, "lo": lo, "hi": hi, "bytes": sum(x["bytes"] for x in batch)}
+        )
+    write_groups = []
+    for batch in _pack([{"part": i, "bytes": p["size"]} for i, p in enumerate(parts)], tb):
+        first, last = parts[batch[0]["part"]], parts[batch[-1]["part"]]
+        write_groups.append(
+            {
+                "parts": [x["part"] for x in batch],
+                "lo": first["base"],
+                "hi": last["base"] + last["rows"],
+                "bytes": sum(x["bytes"] for x in batch),
+            }
+        )
     # partitions: each candidate task's band records within its share of the memory limit
     records = base * (settings["bands"] if settings["minhash"] else 1)
     partitions = max(1, math.ceil(records * RECORD_BYTES / settings["memory_limit"]))
@@ -329,6 +377,7 @@ def make_plan(workdir: Path, settings: dict) -> dict:
         "sources": sources,
         "parts": parts,
         "groups": groups,
+        "write_groups": write_groups,
         "documents": base,
         "partitions": partitions,
         # pairs are checked in at least as many tasks as there are signature tasks (up to 8),
@@ -359,7 +408,10 @@ class SignaturesStage(_DedupStage):
     def tasks(self) -> list[Task]:
         tasks = []
         for g, grp in enumerate(self.plan["groups"]):
-            parts = [self.plan["parts"][i] for i in grp["parts"]]
+            parts = [
+                {**self.plan["parts"][x["part"]], "lo": x["lo"], "hi": x["hi"]}
+                for x in grp["segments"]
+            ]
             tasks.append(
                 Task(
                     key=f"g{g:05d}",
@@ -383,7 +435,7 @@ class SignaturesStage(_DedupStage):
         perm = permutations(s["num_perm"], s["seed"], s["scheme"]) if s["minhash"] else None
         keys, lengths, sigs, buckets, fields, paras = [], [], [], [], [], []
         shingled, shingles, sh_counts = [], [], []
-        quality = [_read_quality(part) for part in a["parts"]]
+        quality = [_read_quality(part)[part["lo"] : part["hi"]] for part in a["parts"]]
         cols = ["text"] + (["metadata"] if s["exact_field"] else [])
         off = a["lo"]  # the group's parts are consecutive in corpus order
         for batch in _batches(a["parts"], cols, BATCH_ROWS):
@@ -473,12 +525,26 @@ class SignaturesStage(_DedupStage):
 
 
 def _batches(parts: list[dict], columns: list[str], rows: int):
-    """Record batches of `rows` rows (the last one shorter) over consecutive parts: small parts
-    are read together, so per-batch costs do not multiply with the number of parts."""
+    """Record batches of `rows` rows (the last one shorter) over consecutive parts or row ranges
+    of parts ("lo", "hi" when given): small parts are read together, so per-batch costs do not
+    multiply with the number of parts, and a large part is read only where its range lies."""
     pending, count = [], 0
     for part in parts:
         pf = pq.ParquetFile(part["path"])
-        for batch in pf.iter_batches(batch_size=rows, columns=columns):
+        lo, hi = part.get("lo", 0), part.get("hi", pf.metadata.num_rows)
+        starts = np.r_[
+            0, np.cumsum([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+        ]
+        groups = [i for i in range(pf.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
+        pos = int(starts[groups[0]]) if groups else 0
+        for batch in (
+            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups) if groups else ()
+        ):
+            b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
+            pos += batch.num_rows
+            if b_hi <= b_lo:
+                continue
+            batch = batch.slice(b_lo, b_hi - b_lo)
             cols = [c.cast(pa.large_string()) for c in batch.columns]
             pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
             count += batch.num_rows
@@ -984,14 +1050,14 @@ class WriteStage(_DedupStage):
 
     def tasks(self) -> list[Task]:
         return [
-            Task(key=f"g{g:05d}", args={"g": g}, weight=grp["bytes"],
+            Task(key=f"w{g:05d}", args={"g": g}, weight=grp["bytes"],
                  fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint()])
-            for g, grp in enumerate(self.plan["groups"])
+            for g, grp in enumerate(self.plan["write_groups"])
         ]  # fmt: skip
 
     def run_task(self, task: Task) -> list[dict]:
         s, g = self.config, task.args["g"]
-        grp = self.plan["groups"][g]
+        grp = self.plan["write_groups"][g]
         P = self.plan["partitions"]
         removed = _load(self.state / "resolve" / "removed.npy", mmap=True)
         i0, i1 = np.searchsorted(removed[:, 0], [grp["lo"], grp["hi"]])
@@ -1000,7 +1066,7 @@ class WriteStage(_DedupStage):
         kept_doc = kept_t.column("doc").to_numpy()
         kept_size = kept_t.column("size").to_numpy()
         kept_ids = kept_t.column("id")
-        keys = _load(self.sig_file(g, "key"))
+        keys = self.doc_values("key", grp["lo"], grp["hi"])
         spans = None
         if s["paragraphs"]:
             chunks = []
