@@ -107,7 +107,7 @@ def doc_scores(removed: set[str], truth: dict[str, int]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------- runners
 
 
-def write_workdir(docs, workdir: Path, parts: int) -> None:
+def write_workdir(docs, workdir: Path, parts: int, source: str = "web") -> None:
     import pyarrow as pa
 
     from mixer.io import write_parquet_atomic
@@ -119,7 +119,7 @@ def write_workdir(docs, workdir: Path, parts: int) -> None:
         cols = {
             "id": [d[0] for d in chunk],
             "text": [d[1] for d in chunk],
-            "source": ["web"] * len(chunk),
+            "source": [source] * len(chunk),
             "added": [None] * len(chunk),
             "created": [None] * len(chunk),
             "metadata": [None] * len(chunk),
@@ -127,7 +127,7 @@ def write_workdir(docs, workdir: Path, parts: int) -> None:
             "src_line": list(range(len(chunk))),
         }
         write_parquet_atomic(
-            documents_dir(workdir, "web") / part_name(p), pa.table(cols, schema=DOCUMENT_SCHEMA)
+            documents_dir(workdir, source) / part_name(p), pa.table(cols, schema=DOCUMENT_SCHEMA)
         )
 
 
@@ -442,22 +442,29 @@ def realistic(args) -> dict:
     from documents to keep flags, on a realistic corpus (bench/realistic_corpus.py's output)."""
     import orjson
 
-    from mixer.ingest import ingest
     from mixer.io import iter_lines
 
     corpus = Path(args.corpus)
-    docs = []
+    docs, sources = [], []
     for _, raw in iter_lines(corpus):
         rec = orjson.loads(raw)
         docs.append((str(rec["id"]), rec["text"]))
+        sources.append(str(rec.get("source") or "unknown"))
     mb = sum(len(t.encode()) for _, t in docs) / 1e6
     out = {"corpus": str(corpus), "documents": len(docs), "mb": round(mb, 1), "runs": {}}
-    print(f"{corpus.name}: {len(docs):,} documents, {mb:.1f} MB")
+    print(f"{corpus.name}: {len(docs):,} documents, {mb:.1f} MB, {len(set(sources))} sources")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_s:
         tmp = Path(tmp_s)
-        for label, source in (("one source", "bench"), ("many sources", None)):
+        # as ingest lays the shard out: one part for one source, one part per source string
+        for label, by_source in (("one source", False), ("many sources", True)):
             work = tmp / label.replace(" ", "_")
-            ingest([str(corpus)], work, source=source, workers=args.workers, progress=False)
+            groups: dict[str, list] = {}
+            for d, src in zip(docs, sources, strict=True):
+                groups.setdefault(
+                    re.sub(r"[^A-Za-z0-9._-]", "_", src) if by_source else "bench", []
+                ).append(d)
+            for name, chunk in groups.items():
+                write_workdir(chunk, work, parts=1, source=name)
             parts = len(list((work / "documents").glob("*/part-*.parquet")))
             secs, removed, stats = run_mixer(work, args.workers)
             out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "removed": len(removed),

@@ -22,6 +22,8 @@ from mixer.dedup.stages import (
     signature_floor,
 )
 from mixer.executor import Executor, LocalExecutor, RayExecutor, current_kind
+from mixer.io import read_json
+from mixer.schema import state_dir
 from mixer.stage import RunContext, run_stage
 
 POOL_MIN_BYTES = 16 << 20  # below this much documents Parquet, one process beats a pool
@@ -148,6 +150,11 @@ def execute_dedup(
             own.close()
     stats = dict(stats)
     stats["cached"] = len(skipped) == len(stages)
+    write = read_json(state_dir(Path(workdir)) / "stages" / "dedup.write" / "stage.json") or {}
+    seconds = dict(stats.get("seconds") or {})
+    seconds["write"] = write.get("seconds")
+    seconds["total"] = round(sum(v for v in seconds.values() if v and v > 0), 3)
+    stats["seconds"] = seconds
     return stats
 
 

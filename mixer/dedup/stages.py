@@ -46,7 +46,6 @@ from mixer.dedup.normalize import (
     hash_words,
     normalize,
     split_words,
-    words,
 )
 from mixer.dedup.paragraphs import paragraph_records, spans_column
 from mixer.errors import MixerError
@@ -563,7 +562,7 @@ def _read_quality(part: dict) -> np.ndarray:
     scores = np.full(part["rows"], np.nan)
     if part["quality"]:
         try:
-            col = pq.read_table(part["quality"][0], columns=["quality__score"]).column(0)
+            col = pq.ParquetFile(part["quality"][0]).read(columns=["quality__score"]).column(0)
             if len(col) == part["rows"]:
                 scores = col.to_numpy(zero_copy_only=False).astype(np.float64)
         except (KeyError, OSError, pa.ArrowInvalid):
@@ -840,20 +839,6 @@ class VerifyStage(_DedupStage):
                 ("candidates", "signature_rejected", "verification_rejected", "verified")}  # fmt: skip
 
 
-def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram: int):
-    """32-bit shingle hashes of each of `docs` (sorted ordinals), concatenated, with offsets:
-    document i's are values[offsets[i]:offsets[i + 1]] (repeats included)."""
-    texts = []
-    for pi in np.unique(part_of):
-        p = parts[int(pi)]
-        rows = docs[part_of == pi] - p["base"]
-        col = pq.read_table(p["path"], columns=["text"]).column(0)
-        texts.append(col.take(pa.array(rows)).combine_chunks())
-    texts = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
-    flat, w_off = words(texts)
-    return shingle_hashes(hash_words(flat), w_off, ngram)
-
-
 def distinct_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each set's values sorted and distinct (sets given as values[offsets[i]:offsets[i + 1]])."""
     n = len(offsets) - 1
@@ -1026,7 +1011,10 @@ def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> lis
         p = parts[int(pi)]
         sel = np.flatnonzero(part_of == pi)
         col = (
-            pq.read_table(p["path"], columns=["id"]).column(0).take(pa.array(docs[sel] - p["base"]))
+            pq.ParquetFile(p["path"])
+            .read(columns=["id"])
+            .column(0)
+            .take(pa.array(docs[sel] - p["base"]))
         )
         for i, v in zip(sel.tolist(), col.to_pylist(), strict=True):
             ids[i] = v
@@ -1062,7 +1050,7 @@ class WriteStage(_DedupStage):
         removed = _load(self.state / "resolve" / "removed.npy", mmap=True)
         i0, i1 = np.searchsorted(removed[:, 0], [grp["lo"], grp["hi"]])
         removed = np.asarray(removed[i0:i1])
-        kept_t = pq.read_table(self.state / "resolve" / "kept.parquet")
+        kept_t = pq.ParquetFile(self.state / "resolve" / "kept.parquet").read()
         kept_doc = kept_t.column("doc").to_numpy()
         kept_size = kept_t.column("size").to_numpy()
         kept_ids = kept_t.column("id")
@@ -1097,7 +1085,7 @@ class WriteStage(_DedupStage):
             if (~keep).any():
                 taken = kept_ids.take(pa.array(dup_idx, mask=keep))
                 dup_of = taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
-            ids = pq.read_table(part["path"], columns=["id"]).column("id")
+            ids = pq.ParquetFile(part["path"]).read(columns=["id"]).column("id")
             key = keys[lo - grp["lo"] : hi - grp["lo"]]
             cols = {
                 "id": ids,
