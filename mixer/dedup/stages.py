@@ -738,6 +738,16 @@ class CandidatesStage(_DedupStage):
         p, G, Q = task.args["p"], task.args["groups"], self.plan["pair_partitions"]
         b = _concat([_load(self.rec_file(g, "b", p)) for g in range(G)], 3)
         n_records = len(b)
+        # only keys held by two records or more matter (most buckets hold one document)
+        key = np.ascontiguousarray(b[:, 0])
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        same = ks[1:] == ks[:-1]
+        shared = np.zeros(len(ks), dtype=bool)
+        shared[1:] |= same
+        shared[:-1] |= same
+        b = b[np.sort(order[shared])]
+        del key, order, ks, same, shared
         # one member per identical text in a bucket: the first (identical texts share every
         # bucket, so it is the first of that text in the corpus; dedup.resolve maps it on)
         order = np.lexsort((b[:, 1], b[:, 2], b[:, 0]))
