@@ -753,7 +753,7 @@ class CandidatesStage(_DedupStage):
         order = np.lexsort((b[:, 1], b[:, 2], b[:, 0]))
         b = b[order]
         first = np.r_[True, (b[1:, 0] != b[:-1, 0]) | (b[1:, 2] != b[:-1, 2])]
-        b = b[first]
+        b = b[first[: len(b)]]
         order = np.lexsort((b[:, 1], b[:, 0]))
         pairs = _bucket_pairs(b[order, 0], b[order, 1])
         del b, order
