@@ -270,3 +270,11 @@ def test_batches_cross_part_boundaries(tmp_path):
     assert [b.num_rows for b in batches] == [7, 7, 4]
     texts = [t for b in batches for t in b.column(0).to_pylist()]
     assert texts == [f"text {i}" for i in range(18)]
+
+
+def test_hex16_matches_printf():
+    import numpy as np
+
+    keys = np.array([0, 1, -1, 2**62 + 12345, -(2**40)], dtype=np.int64)
+    assert dstages.hex16(keys).to_pylist() == [f"{int(k) & (2**64 - 1):016x}" for k in keys]
+    assert dstages.hex16(np.zeros(0, np.int64)).to_pylist() == []

@@ -1015,6 +1015,20 @@ class ResolveStage(_DedupStage):
         return results[0]
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex16(keys: np.ndarray) -> pa.Array:
+    """Each 64-bit key as 16 lowercase hex digits (what "%016x" gives), built as one buffer."""
+    n = len(keys)
+    b = keys.view(np.uint64).astype(">u8").view(np.uint8).reshape(n, 8)
+    out = np.empty((n, 16), dtype=np.uint8)
+    out[:, 0::2] = _HEX[b >> 4]
+    out[:, 1::2] = _HEX[b & 15]
+    offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
+
+
 def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> list[str]:
     ids = [""] * len(docs)
     for pi in np.unique(part_of):
@@ -1099,8 +1113,7 @@ class WriteStage(_DedupStage):
             key = keys[lo - grp["lo"] : hi - grp["lo"]]
             cols = {
                 "id": ids,
-                "dedup__exact_cluster": pa.array(np.char.mod("%016x", key.view(np.uint64)).tolist()
-                                                 if n else [], pa.string()),
+                "dedup__exact_cluster": hex16(key),
                 "dedup__minhash_cluster": pa.array(cluster, pa.int64()),
                 "dedup__cluster_size": pa.array(size, pa.int64()),
                 "dedup__keep": pa.array(keep, pa.bool_()),
