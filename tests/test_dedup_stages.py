@@ -278,3 +278,14 @@ def test_hex16_matches_printf():
     keys = np.array([0, 1, -1, 2**62 + 12345, -(2**40)], dtype=np.int64)
     assert dstages.hex16(keys).to_pylist() == [f"{int(k) & (2**64 - 1):016x}" for k in keys]
     assert dstages.hex16(np.zeros(0, np.int64)).to_pylist() == []
+
+
+def test_removed_attributes_are_written_again(tmp_path, reference):
+    import shutil
+
+    _, ref, _ = reference
+    _mixed_corpus(tmp_path)
+    run_dedup(tmp_path, workers=1, **SETTINGS)
+    shutil.rmtree(attributes_dir(tmp_path, "dedup"))
+    stats = run_dedup(tmp_path, workers=1, **SETTINGS)
+    assert not stats["cached"] and _digest(tmp_path) == ref

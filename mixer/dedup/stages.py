@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1057,13 +1058,22 @@ class WriteStage(_DedupStage):
     def outputs(self) -> list[Path]:
         return [self.attr_path(p) for p in self.plan["parts"]] + [self.state / "stats.json"]
 
+    def _outputs_state(self, grp: dict) -> Any:
+        """The task's attribute files as they are; when one is missing (never written, or removed
+        by hand) a value no record can hold, so the task runs again."""
+        paths = [self.attr_path(self.plan["parts"][i]) for i in grp["parts"]]
+        if all(p.exists() for p in paths):
+            return tree_fingerprint(*paths)
+        return ["missing", time.time_ns()]
+
     def attr_path(self, part: dict) -> Path:
         return attributes_dir(self.workdir, "dedup", part["source"]) / part_name(part["index"])
 
     def tasks(self) -> list[Task]:
         return [
             Task(key=f"w{g:05d}", args={"g": g}, weight=grp["bytes"],
-                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint()])
+                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint(),
+                              self._outputs_state(grp)])
             for g, grp in enumerate(self.plan["write_groups"])
         ]  # fmt: skip
 
