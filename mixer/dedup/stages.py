@@ -73,6 +73,8 @@ BATCH_ROWS = 2048
 DEFAULT_SEED = 42
 DEFAULT_MEMORY_LIMIT = "2GB"
 TASK_BYTES = 16 << 20  # documents Parquet per signature / write task (small parts batched)
+MIN_TASKS = 8  # ... or less, so that a small corpus still makes this many tasks
+MIN_TASK_BYTES = 1 << 20
 PAIR_TASKS_MAX = 8
 TOP_CLUSTERS = 10
 SAMPLE_IDS = 5
@@ -336,7 +338,10 @@ def make_plan(workdir: Path, settings: dict) -> dict:
             base += rows
     # signature tasks: consecutive segments (a part, or a row range of a part larger than
     # task_bytes) up to task_bytes of Parquet; write tasks: consecutive whole parts
-    tb = settings["task_bytes"]
+    # a small corpus still makes MIN_TASKS tasks (a balanced load for a few workers); outputs do
+    # not depend on the task size, only the number of intermediate files does
+    total = sum(p["size"] for p in parts)
+    tb = min(settings["task_bytes"], max(MIN_TASK_BYTES, math.ceil(total / MIN_TASKS)))
     segments = []
     for i, p in enumerate(parts):
         k = max(1, min(p["rows"], math.ceil(p["size"] / tb)))
