@@ -289,3 +289,15 @@ def test_removed_attributes_are_written_again(tmp_path, reference):
     shutil.rmtree(attributes_dir(tmp_path, "dedup"))
     stats = run_dedup(tmp_path, workers=1, **SETTINGS)
     assert not stats["cached"] and _digest(tmp_path) == ref
+
+
+def test_stages_pickle_without_the_plan(tmp_path, reference):
+    import pickle
+
+    wd, _, _ = reference
+    stages = dedup_stages(wd, {k: v for k, v in SETTINGS.items() if k != "progress"})
+    write = stages[-1]
+    write.setup(None)
+    assert len(write.plan["parts"]) == 9
+    copy = pickle.loads(pickle.dumps(write))
+    assert copy._plan is None and copy.plan == write.plan  # read back from state/dedup/plan.json

@@ -234,7 +234,24 @@ class _DedupStage(Stage):
     def __init__(self, workdir, settings: dict):
         super().__init__(workdir, settings)
         self.state = state_dir(self.workdir) / "dedup"
-        self.plan: dict | None = None
+        self._plan: dict | None = None
+
+    # The plan has an entry per documents part: it is not pickled with the stage for every
+    # task; a worker reads it from state/dedup/plan.json (once per process and plan file).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_plan"] = None
+        return state
+
+    @property
+    def plan(self) -> dict:
+        if self._plan is None:
+            self._plan = _read_plan(self.plan_path)
+        return self._plan
+
+    @plan.setter
+    def plan(self, value: dict) -> None:
+        self._plan = value
 
     # plan.json: sources, parts (path, rows, base), task groups, partitions; written by the
     # signatures stage's setup and read by the others
@@ -283,6 +300,18 @@ class _DedupStage(Stage):
 
     def dir_fingerprint(self, *names: str) -> list:
         return tree_fingerprint(*(self.state / n for n in names))
+
+
+_PLAN_CACHE: dict = {}
+
+
+def _read_plan(path: Path) -> dict:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _PLAN_CACHE:
+        _PLAN_CACHE.clear()
+        _PLAN_CACHE[key] = read_json(path)
+    return _PLAN_CACHE[key]
 
 
 def _plan_settings(settings: dict) -> dict:
