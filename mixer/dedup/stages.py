@@ -1,6 +1,7 @@
 """Dedup as stages over the one stage interface (mixer.stage): every heavy step is a task.
 
-    dedup.signatures  a task per batch of documents parts (sized by bytes, small parts batched):
+    dedup.signatures  a task per 16 MB of documents Parquet (small parts batched, large ones
+                      split into row ranges):
                       exact key, length, keep-rule scores, MinHash signature, LSH band keys,
                       paragraph keys. Records are written split by hash range into P partitions.
     dedup.exact       a task per partition: exact groups (one representative each, by the keep
@@ -25,7 +26,6 @@ The driver holds the plan (one entry per part) and small summaries, never per-do
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -264,9 +264,6 @@ class _DedupStage(Stage):
         if plan is None or plan.get("settings") != _plan_settings(self.config):
             raise MixerError("dedup: no plan in state/dedup (run the dedup.signatures stage first)")
         self.plan = plan
-
-    def describe(self) -> str:
-        return self.name
 
     # file names inside state/dedup
     def sig_file(self, g: int, kind: str) -> Path:
@@ -1278,13 +1275,6 @@ def dedup_stages(workdir: str | Path, settings: dict) -> list[Stage]:
         stages += [CandidatesStage(workdir, s), VerifyStage(workdir, s)]
     stages += [ResolveStage(workdir, s), WriteStage(workdir, s)]
     return stages
-
-
-def clear_state(workdir: str | Path) -> None:
-    """Remove dedup's intermediate files (state/dedup except the records of written files)."""
-    state = state_dir(Path(workdir)) / "dedup"
-    for name in ("sig", "exact", "pairs", "edges", "resolve"):
-        shutil.rmtree(state / name, ignore_errors=True)
 
 
 __all__ = ["dedup_stages", "resolve_settings", "signature_floor", "DEFAULTS"]
