@@ -107,7 +107,7 @@ def doc_scores(removed: set[str], truth: dict[str, int]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------- runners
 
 
-def write_workdir(docs, workdir: Path, parts: int) -> None:
+def write_workdir(docs, workdir: Path, parts: int, source: str = "web") -> None:
     import pyarrow as pa
 
     from mixer.io import write_parquet_atomic
@@ -119,7 +119,7 @@ def write_workdir(docs, workdir: Path, parts: int) -> None:
         cols = {
             "id": [d[0] for d in chunk],
             "text": [d[1] for d in chunk],
-            "source": ["web"] * len(chunk),
+            "source": [source] * len(chunk),
             "added": [None] * len(chunk),
             "created": [None] * len(chunk),
             "metadata": [None] * len(chunk),
@@ -127,7 +127,7 @@ def write_workdir(docs, workdir: Path, parts: int) -> None:
             "src_line": list(range(len(chunk))),
         }
         write_parquet_atomic(
-            documents_dir(workdir, "web") / part_name(p), pa.table(cols, schema=DOCUMENT_SCHEMA)
+            documents_dir(workdir, source) / part_name(p), pa.table(cols, schema=DOCUMENT_SCHEMA)
         )
 
 
@@ -142,7 +142,7 @@ def run_mixer(workdir: Path, workers: int, **kw) -> tuple[float, set[str], dict]
     stats = run_dedup(workdir, workers=workers, progress=False, **kw)
     elapsed = time.perf_counter() - t
     removed = set()
-    for p in sorted((workdir / "attributes" / "dedup" / "web").glob("part-*.parquet")):
+    for p in sorted((workdir / "attributes" / "dedup").glob("*/part-*.parquet")):
         tab = pq.read_table(p, columns=["id", "dedup__keep"]).to_pydict()
         removed.update(i for i, k in zip(tab["id"], tab["dedup__keep"], strict=True) if not k)
     return elapsed, removed, stats
@@ -437,6 +437,58 @@ def planted(args) -> dict:
     return results
 
 
+def realistic(args) -> dict:
+    """mixer (one source; the same documents as their many sources) vs datatrove, end to end
+    from documents to keep flags, on a realistic corpus (bench/realistic_corpus.py's output)."""
+    import orjson
+
+    from mixer.io import iter_lines
+
+    corpus = Path(args.corpus)
+    docs, sources = [], []
+    for _, raw in iter_lines(corpus):
+        rec = orjson.loads(raw)
+        docs.append((str(rec["id"]), rec["text"]))
+        sources.append(str(rec.get("source") or "unknown"))
+    mb = sum(len(t.encode()) for _, t in docs) / 1e6
+    out = {"corpus": str(corpus), "documents": len(docs), "mb": round(mb, 1), "runs": {}}
+    print(f"{corpus.name}: {len(docs):,} documents, {mb:.1f} MB, {len(set(sources))} sources")
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_s:
+        tmp = Path(tmp_s)
+        # as ingest lays the shard out: one part for one source, one part per source string
+        for label, by_source in (("one source", False), ("many sources", True)):
+            work = tmp / label.replace(" ", "_")
+            groups: dict[str, list] = {}
+            for d, src in zip(docs, sources, strict=True):
+                groups.setdefault(
+                    re.sub(r"[^A-Za-z0-9._-]", "_", src) if by_source else "bench", []
+                ).append(d)
+            for name, chunk in groups.items():
+                write_workdir(chunk, work, parts=1, source=name)
+            parts = len(list((work / "documents").glob("*/part-*.parquet")))
+            secs, removed, stats = run_mixer(work, args.workers)
+            out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "removed": len(removed),
+                                               "parts": parts, "stages": stats["seconds"]}  # fmt: skip
+            print(f"mixer, {label:12s}: {secs:7.2f} s  {mb / secs:6.2f} MB/s  {parts} parts  "
+                  f"removed {len(removed):,}  stages {stats['seconds']}")  # fmt: skip
+        if not args.skip_datatrove:
+            dt = run_datatrove(docs, tmp, args.workers)
+            if dt is None:
+                print("datatrove: not available")
+            else:
+                secs, removed, _ = dt
+                out["runs"]["datatrove 4-stage"] = {
+                    "seconds": round(secs, 2),
+                    "removed": len(removed),
+                }
+                one = out["runs"]["mixer, one source"]["seconds"]
+                many = out["runs"]["mixer, many sources"]["seconds"]
+                print(f"datatrove 4-stage     : {secs:7.2f} s  {mb / secs:6.2f} MB/s  removed "
+                      f"{len(removed):,}  -> mixer {secs / one:.1f}x (one source), "
+                      f"{secs / many:.1f}x (many sources); many/one {many / one:.2f}")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -470,6 +522,12 @@ def main() -> None:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--json", help="write the results here")
     pl.add_argument("--tmp", default=None)
+    rl = sub.add_parser("realistic", help="mixer (one vs many sources) vs datatrove, real corpus")
+    rl.add_argument("--corpus", default="/work/bench_data/realistic_200mb.jsonl.zst")
+    rl.add_argument("--workers", type=int, default=2)
+    rl.add_argument("--skip-datatrove", action="store_true")
+    rl.add_argument("--json", help="write the results here")
+    rl.add_argument("--tmp", default=None)
     g = sub.add_parser("_scale_gen")
     g.add_argument("--docs", type=int)
     g.add_argument("--out")
@@ -480,9 +538,13 @@ def main() -> None:
     if args.cmd in ("_scale_gen", "_scale_run"):
         (_scale_gen if args.cmd == "_scale_gen" else _scale_run)(args)
         return
-    res = {"compare": compare, "sample": sample_compare, "scale": scale, "planted": planted}[
-        args.cmd
-    ](args)
+    res = {
+        "compare": compare,
+        "sample": sample_compare,
+        "scale": scale,
+        "planted": planted,
+        "realistic": realistic,
+    }[args.cmd](args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
 

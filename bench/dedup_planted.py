@@ -185,6 +185,9 @@ def score(attrs: dict, cluster: dict, pairs: list, texts: dict) -> dict:
         "precision_similar": (right + sum(j >= 0.5 for j in wrong_j)) / len(removed)
         if removed
         else 1.0,
+        "precision_similar_0.6": (right + sum(j >= 0.6 for j in wrong_j)) / len(removed)
+        if removed
+        else 1.0,
         "recall": {},
     }
     for kind in ("all", "prose", "code"):

@@ -15,6 +15,7 @@ from mixer.dedup import dedup_stages, run_dedup
 from mixer.dedup import stages as dstages
 from mixer.dedup.minhash import shingles_py
 from mixer.dedup.normalize import normalized_words_py
+from mixer.dedup.stage import execute_dedup
 from mixer.errors import MixerError
 from mixer.schema import attributes_dir, part_name
 from tests.test_dedup_stage import VOCAB, _edit, _text, write_documents
@@ -144,7 +145,13 @@ def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference):
     for name, kw in runs.items():
         wd = tmp_path / name
         _mixed_corpus(wd)
-        st = run_dedup(wd, **SETTINGS, **kw)
+        if "executor" in kw:
+            settings = {
+                k: v for k, v in {**SETTINGS, **kw}.items() if k not in ("executor", "progress")
+            }
+            st = execute_dedup(wd, settings, executor=kw["executor"], progress=False)
+        else:
+            st = run_dedup(wd, **SETTINGS, **kw)
         if name == "partitions":
             assert st["partitions"] > 1 and st["tasks"] > 4
         assert _digest(wd) == ref, name
@@ -227,7 +234,8 @@ def test_ray_executor_gives_the_same_bytes(tmp_path, reference):
     _, ref, _ = reference
     _mixed_corpus(tmp_path)
     try:
-        run_dedup(tmp_path, executor=RayExecutor(workers=2), **SETTINGS)
+        settings = {k: v for k, v in SETTINGS.items() if k != "progress"}
+        execute_dedup(tmp_path, settings, executor=RayExecutor(workers=2), progress=False)
     finally:
         ray.shutdown()
     assert _digest(tmp_path) == ref
@@ -248,3 +256,48 @@ def test_jaccard_pairs_matches_python_sets():
         expected.append(len(set(sets[a]) & set(sets[b])) / len(union) if union else 0.0)
     for cells in (1 << 23, 50):  # one chunk, many chunks
         assert np.allclose(dstages.jaccard_pairs(values, offsets, ia, ib, cells), expected)
+
+
+def test_batches_cross_part_boundaries(tmp_path):
+    parts, n = [], 0
+    for i, size in enumerate([3, 0, 10, 5]):
+        path = write_documents(
+            tmp_path, "web", i, [(f"d{n + j}", f"text {n + j}") for j in range(size)]
+        )
+        parts.append({"path": str(path)})
+        n += size
+    batches = list(dstages._batches(parts, ["text"], 7))
+    assert [b.num_rows for b in batches] == [7, 7, 4]
+    texts = [t for b in batches for t in b.column(0).to_pylist()]
+    assert texts == [f"text {i}" for i in range(18)]
+
+
+def test_hex16_matches_printf():
+    import numpy as np
+
+    keys = np.array([0, 1, -1, 2**62 + 12345, -(2**40)], dtype=np.int64)
+    assert dstages.hex16(keys).to_pylist() == [f"{int(k) & (2**64 - 1):016x}" for k in keys]
+    assert dstages.hex16(np.zeros(0, np.int64)).to_pylist() == []
+
+
+def test_removed_attributes_are_written_again(tmp_path, reference):
+    import shutil
+
+    _, ref, _ = reference
+    _mixed_corpus(tmp_path)
+    run_dedup(tmp_path, workers=1, **SETTINGS)
+    shutil.rmtree(attributes_dir(tmp_path, "dedup"))
+    stats = run_dedup(tmp_path, workers=1, **SETTINGS)
+    assert not stats["cached"] and _digest(tmp_path) == ref
+
+
+def test_stages_pickle_without_the_plan(tmp_path, reference):
+    import pickle
+
+    wd, _, _ = reference
+    stages = dedup_stages(wd, {k: v for k, v in SETTINGS.items() if k != "progress"})
+    write = stages[-1]
+    write.setup(None)
+    assert len(write.plan["parts"]) == 9
+    copy = pickle.loads(pickle.dumps(write))
+    assert copy._plan is None and copy.plan == write.plan  # read back from state/dedup/plan.json

@@ -28,11 +28,18 @@ def print_dedup_summary(stats: dict) -> None:
         )
     pairs = [
         f"{k.replace('_', ' ')} {stats[k]:,}"
-        for k in ("candidate_pairs", "signature_checked_pairs", "verified_pairs")
+        for k in (
+            "candidate_pairs",
+            "signature_rejected",
+            "verification_rejected",
+            "verified_pairs",
+        )
         if k in stats
     ]
     if pairs:
         click.echo("pairs: " + ", ".join(pairs))
+    if "largest_cluster" in stats:
+        click.echo(f"largest cluster: {stats['largest_cluster']:,} documents")
     click.echo(
         f"documents {stats['documents']:,}  kept {stats['kept']:,}  removed {stats['removed']:,}"
     )
@@ -94,10 +101,14 @@ def print_dedup_summary(stats: dict) -> None:
     type=float,
     default=0.8,
     show_default=True,
-    help="Jaccard similarity to catch: picks bands x rows (P(candidate) >= 0.92 there) and the check floor.",
+    help="Jaccard similarity to catch: picks bands x rows (P(candidate) >= 0.92 there) and the check floor. "
+    "For low thresholds (0.6) add --verify.",
 )
 @click.option(
-    "--verify", is_flag=True, help="Check candidate pairs' exact Jaccard on their shingle sets."
+    "--verify",
+    is_flag=True,
+    help="Remove a document only when the exact Jaccard of its shingles with the kept one is >= the threshold "
+    "(default: the signature estimate, within 3 standard errors).",
 )
 @click.option(
     "--no-signature-check",
@@ -133,7 +144,7 @@ def print_dedup_summary(stats: dict) -> None:
     "--memory-limit",
     default=DEFAULT_MEMORY_LIMIT,
     show_default=True,
-    help="DuckDB memory limit for grouping buckets (spills beyond).",
+    help="Memory for one grouping task: the band keys are split into as many partitions as needed to fit.",
 )
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -145,7 +156,8 @@ def dedup_command(
     WORKDIR/attributes/dedup/<source>/part-*.parquet (dedup__exact_cluster,
     dedup__minhash_cluster, dedup__keep, ...), with stats in WORKDIR/state/dedup/stats.json.
 
-    A rerun with the same documents and settings does nothing.
+    A document is removed only when it is similar to the document kept for it (no chains).
+    A rerun with the same documents and settings does nothing; a killed run resumes.
     """
     if not exact and not minhash:
         exact = minhash = True

@@ -1,4 +1,4 @@
-"""LSH banding: bands x rows from a threshold, bucket keys per band, candidate pairs with DuckDB.
+"""LSH banding: bands x rows from a threshold and the bucket key of each document and band.
 
 A pair of documents with Jaccard similarity s becomes a candidate with probability
 P(s) = 1 - (1 - s**rows)**bands. `choose_bands` picks, over bands*rows <= num_perm, the
@@ -7,21 +7,18 @@ that catch a pair AT the threshold with probability >= CATCH_AT_THRESHOLD (0.92)
 is the similarity the user wants removed, so pairs at it must be caught (threshold 0.8 with
 112 permutations gives FineWeb's 14 x 8). datasketch's equal-weight rule would catch only
 about half of the pairs at the threshold. Candidates below the threshold are what --verify
-removes exactly.
+removes exactly. Grouping the keys into candidate pairs is the dedup.candidates stage
+(mixer.dedup.stages).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import duckdb
 import numpy as np
 
 from mixer.dedup.normalize import U64, fmix64
 
 DEFAULT_NUM_PERM = 112
 CATCH_AT_THRESHOLD = 0.92
-VERIFY_ALL_PAIRS_MAX = 32  # buckets up to this size give all pairs when verifying, chains above
 
 
 def candidate_probability(s, bands: int, rows: int):
@@ -79,60 +76,3 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
                 h = fmix64(h * U64(0x100000001B3) + sig[:, r].astype(np.uint64))
             keys[:, j] = h
     return keys.view(np.int64)
-
-
-def connect(memory_limit: str, threads: int, temp_dir: Path) -> duckdb.DuckDBPyConnection:
-    temp_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": max(1, threads)})
-    con.execute(f"SET temp_directory = '{temp_dir.as_posix()}'")
-    con.execute("SET preserve_insertion_order = false")
-    return con
-
-
-def candidate_pairs(
-    con: duckdb.DuckDBPyConnection, bucket_files: list[str], offsets: list[int], all_pairs: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct candidate pairs (a < b, global ordinals) from the per-part bucket files.
-
-    Documents sharing a (band, key) bucket are linked. Without verification a star (each member
-    to the bucket's first member) is enough for connected components. With verification
-    (`all_pairs`) small buckets give every pair, so one false-positive member cannot cut a
-    true cluster apart; big buckets give chains.
-    """
-    if not bucket_files:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    con.execute("CREATE OR REPLACE TEMP TABLE part_offsets (filename VARCHAR, base BIGINT)")
-    con.executemany(
-        "INSERT INTO part_offsets VALUES (?, ?)", list(zip(bucket_files, offsets, strict=True))
-    )
-    files_sql = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in bucket_files) + "]"
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE buckets AS
-        SELECT p.band, p.key, p.row + o.base AS doc
-        FROM read_parquet({files_sql}, filename = true) p JOIN part_offsets o USING (filename)"""
-    )
-    # a hash aggregate finds the shared buckets (few); only their members are joined back
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE multi AS
-        SELECT b.band, b.key, b.doc, g.n, g.root
-        FROM buckets b JOIN (
-            SELECT band, key, count(*) AS n, min(doc) AS root FROM buckets
-            GROUP BY band, key HAVING count(*) > 1
-        ) g ON b.band = g.band AND b.key = g.key"""
-    )
-    con.execute("DROP TABLE buckets")
-    if all_pairs:
-        sql = f"""
-        SELECT DISTINCT a, b FROM (
-            SELECT x.doc AS a, y.doc AS b FROM multi x JOIN multi y
-              ON x.band = y.band AND x.key = y.key AND x.doc < y.doc
-              WHERE x.n <= {VERIFY_ALL_PAIRS_MAX}
-            UNION ALL
-            SELECT lag(doc) OVER (PARTITION BY band, key ORDER BY doc) AS a, doc AS b
-              FROM multi WHERE n > {VERIFY_ALL_PAIRS_MAX}
-        ) WHERE a IS NOT NULL ORDER BY a, b"""
-    else:
-        sql = "SELECT DISTINCT root AS a, doc AS b FROM multi WHERE doc <> root ORDER BY a, b"
-    res = con.execute(sql).fetchnumpy()
-    con.execute("DROP TABLE multi")
-    return np.asarray(res["a"], dtype=np.int64), np.asarray(res["b"], dtype=np.int64)

@@ -22,6 +22,8 @@ from mixer.dedup.stages import (
     signature_floor,
 )
 from mixer.executor import Executor, LocalExecutor, RayExecutor, current_kind
+from mixer.io import read_json
+from mixer.schema import state_dir
 from mixer.stage import RunContext, run_stage
 
 POOL_MIN_BYTES = 16 << 20  # below this much documents Parquet, one process beats a pool
@@ -93,10 +95,11 @@ def run_dedup(
     scheme: str = "affine32",
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     signature_check: bool = True,
-    executor: Executor | None = None,
     task_bytes: int | None = None,
 ) -> dict:
-    """Deduplicate the documents of `workdir`; write attributes/dedup and return the stats."""
+    """Deduplicate the documents of `workdir`; write attributes/dedup and return the stats.
+
+    Its keyword arguments are the recipe's `dedup:` keys; `execute_dedup` takes an executor."""
     settings = dict(
         sources=sources, exact=exact, minhash=minhash, ngram=ngram, exact_field=exact_field,
         num_perm=num_perm, bands=bands, rows=rows, threshold=threshold, verify=verify,
@@ -105,6 +108,18 @@ def run_dedup(
     )  # fmt: skip
     if task_bytes is not None:
         settings["task_bytes"] = task_bytes
+    return execute_dedup(workdir, settings, workers=workers, progress=progress)
+
+
+def execute_dedup(
+    workdir,
+    settings: dict,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run dedup_stages(workdir, settings) on `executor` (default: a PersistentPoolExecutor of
+    `workers`, or Ray under `mixer --executor ray`) and return the stats."""
     stages = dedup_stages(workdir, settings)
     skipped = []
 
@@ -135,7 +150,19 @@ def run_dedup(
             own.close()
     stats = dict(stats)
     stats["cached"] = len(skipped) == len(stages)
+    write = read_json(state_dir(Path(workdir)) / "stages" / "dedup.write" / "stage.json") or {}
+    seconds = dict(stats.get("seconds") or {})
+    seconds["write"] = write.get("seconds")
+    seconds["total"] = round(sum(v for v in seconds.values() if v and v > 0), 3)
+    stats["seconds"] = seconds
     return stats
 
 
-__all__ = ["run_dedup", "DEFAULT_KEEP_RULE", "SPAN_TYPE", "signature_floor", "DEFAULT_SEED"]
+__all__ = [
+    "run_dedup",
+    "execute_dedup",
+    "DEFAULT_KEEP_RULE",
+    "SPAN_TYPE",
+    "signature_floor",
+    "DEFAULT_SEED",
+]

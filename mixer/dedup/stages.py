@@ -1,6 +1,7 @@
 """Dedup as stages over the one stage interface (mixer.stage): every heavy step is a task.
 
-    dedup.signatures  a task per batch of documents parts (sized by bytes, small parts batched):
+    dedup.signatures  a task per 16 MB of documents Parquet (small parts batched, large ones
+                      split into row ranges):
                       exact key, length, keep-rule scores, MinHash signature, LSH band keys,
                       paragraph keys. Records are written split by hash range into P partitions.
     dedup.exact       a task per partition: exact groups (one representative each, by the keep
@@ -25,7 +26,7 @@ The driver holds the plan (one entry per part) and small summaries, never per-do
 from __future__ import annotations
 
 import math
-import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ from mixer.dedup.normalize import (
     hash_words,
     normalize,
     split_words,
-    words,
 )
 from mixer.dedup.paragraphs import paragraph_records, spans_column
 from mixer.errors import MixerError
@@ -73,6 +73,8 @@ BATCH_ROWS = 2048
 DEFAULT_SEED = 42
 DEFAULT_MEMORY_LIMIT = "2GB"
 TASK_BYTES = 16 << 20  # documents Parquet per signature / write task (small parts batched)
+MIN_TASKS = 8  # ... or less, so that a small corpus still makes this many tasks
+MIN_TASK_BYTES = 1 << 20
 PAIR_TASKS_MAX = 8
 TOP_CLUSTERS = 10
 SAMPLE_IDS = 5
@@ -232,7 +234,24 @@ class _DedupStage(Stage):
     def __init__(self, workdir, settings: dict):
         super().__init__(workdir, settings)
         self.state = state_dir(self.workdir) / "dedup"
-        self.plan: dict | None = None
+        self._plan: dict | None = None
+
+    # The plan has an entry per documents part: it is not pickled with the stage for every
+    # task; a worker reads it from state/dedup/plan.json (once per process and plan file).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_plan"] = None
+        return state
+
+    @property
+    def plan(self) -> dict:
+        if self._plan is None:
+            self._plan = _read_plan(self.plan_path)
+        return self._plan
+
+    @plan.setter
+    def plan(self, value: dict) -> None:
+        self._plan = value
 
     # plan.json: sources, parts (path, rows, base), task groups, partitions; written by the
     # signatures stage's setup and read by the others
@@ -245,9 +264,6 @@ class _DedupStage(Stage):
         if plan is None or plan.get("settings") != _plan_settings(self.config):
             raise MixerError("dedup: no plan in state/dedup (run the dedup.signatures stage first)")
         self.plan = plan
-
-    def describe(self) -> str:
-        return self.name
 
     # file names inside state/dedup
     def sig_file(self, g: int, kind: str) -> Path:
@@ -264,12 +280,53 @@ class _DedupStage(Stage):
         bases = np.array([p["base"] for p in self.plan["parts"]], dtype=np.int64)
         return np.searchsorted(bases, docs, side="right") - 1
 
+    def doc_values(self, kind: str, lo: int, hi: int) -> np.ndarray:
+        """A per-document array of the signature tasks (key, len, quality) for ordinals lo..hi."""
+        out = []
+        for g in range(
+            int(self.group_of(np.array([lo]))[0]) if hi > lo else 0, len(self.plan["groups"])
+        ):
+            grp = self.plan["groups"][g]
+            if grp["lo"] >= hi:
+                break
+            arr = _load(self.sig_file(g, kind), mmap=True)
+            out.append(
+                np.asarray(arr[max(lo, grp["lo"]) - grp["lo"] : min(hi, grp["hi"]) - grp["lo"]])
+            )
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+
     def dir_fingerprint(self, *names: str) -> list:
         return tree_fingerprint(*(self.state / n for n in names))
 
 
+_PLAN_CACHE: dict = {}
+
+
+def _read_plan(path: Path) -> dict:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _PLAN_CACHE:
+        _PLAN_CACHE.clear()
+        _PLAN_CACHE[key] = read_json(path)
+    return _PLAN_CACHE[key]
+
+
 def _plan_settings(settings: dict) -> dict:
     return {k: settings[k] for k in sorted(settings)}
+
+
+def _pack(items: list[dict], limit: int) -> list[list[dict]]:
+    """Consecutive items in batches of up to `limit` bytes (an item larger than that alone)."""
+    out, cur, size = [], [], 0
+    for it in items:
+        if cur and size + it["bytes"] > limit:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += it["bytes"]
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _quality_path(workdir: Path, source: str, index: int) -> Path:
@@ -305,21 +362,43 @@ def make_plan(workdir: Path, settings: dict) -> dict:
                 "quality": [str(q), qst.st_size, qst.st_mtime_ns] if qst else None,
             })  # fmt: skip
             base += rows
-    # task groups: consecutive parts up to task_bytes of Parquet (a larger part alone)
-    groups, cur, cur_bytes = [], [], 0
+    # signature tasks: consecutive segments (a part, or a row range of a part larger than
+    # task_bytes) up to task_bytes of Parquet; write tasks: consecutive whole parts
+    # a small corpus still makes MIN_TASKS tasks (a balanced load for a few workers); outputs do
+    # not depend on the task size, only the number of intermediate files does
+    total = sum(p["size"] for p in parts)
+    tb = min(settings["task_bytes"], max(MIN_TASK_BYTES, math.ceil(total / MIN_TASKS)))
+    segments = []
     for i, p in enumerate(parts):
-        if cur and cur_bytes + p["size"] > settings["task_bytes"]:
-            groups.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(i)
-        cur_bytes += p["size"]
-    if cur:
-        groups.append(cur)
-    groups = [
-        {"parts": g, "lo": parts[g[0]]["base"], "hi": parts[g[-1]]["base"] + parts[g[-1]]["rows"],
-         "bytes": sum(parts[i]["size"] for i in g)}
-        for g in groups
-    ]  # fmt: skip
+        k = max(1, min(p["rows"], math.ceil(p["size"] / tb)))
+        cuts = [p["rows"] * j // k for j in range(k + 1)]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            segments.append(
+                {
+                    "part": i,
+                    "lo": lo,
+                    "hi": hi,
+                    "bytes": p["size"] * (hi - lo) // max(p["rows"], 1) if k > 1 else p["size"],
+                }
+            )
+    groups = []
+    for batch in _pack(segments, tb):
+        lo = parts[batch[0]["part"]]["base"] + batch[0]["lo"]
+        hi = parts[batch[-1]["part"]]["base"] + batch[-1]["hi"]
+        groups.append(
+            {"segments": batch, "lo": lo, "hi": hi, "bytes": sum(x["bytes"] for x in batch)}
+        )
+    write_groups = []
+    for batch in _pack([{"part": i, "bytes": p["size"]} for i, p in enumerate(parts)], tb):
+        first, last = parts[batch[0]["part"]], parts[batch[-1]["part"]]
+        write_groups.append(
+            {
+                "parts": [x["part"] for x in batch],
+                "lo": first["base"],
+                "hi": last["base"] + last["rows"],
+                "bytes": sum(x["bytes"] for x in batch),
+            }
+        )
     # partitions: each candidate task's band records within its share of the memory limit
     records = base * (settings["bands"] if settings["minhash"] else 1)
     partitions = max(1, math.ceil(records * RECORD_BYTES / settings["memory_limit"]))
@@ -329,6 +408,7 @@ def make_plan(workdir: Path, settings: dict) -> dict:
         "sources": sources,
         "parts": parts,
         "groups": groups,
+        "write_groups": write_groups,
         "documents": base,
         "partitions": partitions,
         # pairs are checked in at least as many tasks as there are signature tasks (up to 8),
@@ -359,7 +439,10 @@ class SignaturesStage(_DedupStage):
     def tasks(self) -> list[Task]:
         tasks = []
         for g, grp in enumerate(self.plan["groups"]):
-            parts = [self.plan["parts"][i] for i in grp["parts"]]
+            parts = [
+                {**self.plan["parts"][x["part"]], "lo": x["lo"], "hi": x["hi"]}
+                for x in grp["segments"]
+            ]
             tasks.append(
                 Task(
                     key=f"g{g:05d}",
@@ -381,56 +464,51 @@ class SignaturesStage(_DedupStage):
         a = task.args
         g, P = a["g"], a["partitions"]
         perm = permutations(s["num_perm"], s["seed"], s["scheme"]) if s["minhash"] else None
-        keys, lengths, quality, sigs, buckets, fields, paras = [], [], [], [], [], [], []
+        keys, lengths, sigs, buckets, fields, paras = [], [], [], [], [], []
         shingled, shingles, sh_counts = [], [], []
-        for part in a["parts"]:
-            base = part["base"]
-            q = _read_quality(part)
-            quality.append(q)
-            cols = ["text"] + (["metadata"] if s["exact_field"] else [])
-            off = 0
-            for batch in pq.ParquetFile(part["path"]).iter_batches(
-                batch_size=BATCH_ROWS, columns=cols
-            ):
-                texts = batch.column(0)
-                n = len(texts)
-                normalized = normalize(texts)
-                flat, offsets = split_words(normalized)
-                wh = hash_words(flat)
-                k = hash_sequences(wh, offsets)
-                empty = np.diff(offsets) == 0
-                if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
-                    raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
-                    k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
-                keys.append(k.view(np.int64))
-                length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
-                lengths.append(length.astype(np.int64))
-                docs = base + off + np.arange(n, dtype=np.int64)
-                if s["minhash"]:
-                    hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
-                    sig = signatures(hv, sh_off, *perm, s["scheme"])
-                    sigs.append(sig)
-                    if s["verify"]:  # kept for the exact Jaccard of candidate pairs
-                        shingles.append(hv)
-                        sh_counts.append(np.diff(sh_off))
-                    shingled.append(np.diff(sh_off) > 0)
-                    has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
-                    bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
-                    nb = s["bands"]
-                    buckets.append(
-                        np.stack(
-                            [bk.reshape(-1), np.repeat(docs[has], nb), np.repeat(k.view(np.int64)[has], nb)],
-                            axis=1,
-                        )
-                    )  # fmt: skip
-                if s["exact_field"]:
-                    fields.append(_field_records(batch.column(1), s["exact_field"], docs))
-                if s["paragraphs"]:
-                    rec = paragraph_records(texts, normalized)
-                    paras.append(
-                        np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
-                    )  # fmt: skip
-                off += n
+        quality = [_read_quality(part)[part["lo"] : part["hi"]] for part in a["parts"]]
+        cols = ["text"] + (["metadata"] if s["exact_field"] else [])
+        off = a["lo"]  # the group's parts are consecutive in corpus order
+        for batch in _batches(a["parts"], cols, BATCH_ROWS):
+            texts = batch.column(0)
+            n = len(texts)
+            normalized = normalize(texts)
+            flat, offsets = split_words(normalized)
+            wh = hash_words(flat)
+            k = hash_sequences(wh, offsets)
+            empty = np.diff(offsets) == 0
+            if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
+                raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
+                k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
+            keys.append(k.view(np.int64))
+            length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
+            lengths.append(length.astype(np.int64))
+            docs = off + np.arange(n, dtype=np.int64)
+            if s["minhash"]:
+                hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
+                sig = signatures(hv, sh_off, *perm, s["scheme"])
+                sigs.append(sig)
+                if s["verify"]:  # kept for the exact Jaccard of candidate pairs
+                    shingles.append(hv)
+                    sh_counts.append(np.diff(sh_off))
+                shingled.append(np.diff(sh_off) > 0)
+                has = np.flatnonzero(shingled[-1])  # no shingles: never a neighbour
+                bk = lsh.band_keys(sig[has], s["bands"], s["rows"])
+                nb = s["bands"]
+                buckets.append(
+                    np.stack(
+                        [bk.reshape(-1), np.repeat(docs[has], nb), np.repeat(k.view(np.int64)[has], nb)],
+                        axis=1,
+                    )
+                )  # fmt: skip
+            if s["exact_field"]:
+                fields.append(_field_records(batch.column(1), s["exact_field"], docs))
+            if s["paragraphs"]:
+                rec = paragraph_records(texts, normalized)
+                paras.append(
+                    np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
+                )  # fmt: skip
+            off += n
         key = np.concatenate(keys) if keys else np.zeros(0, np.int64)
         length = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         qual = np.concatenate(quality) if quality else np.zeros(0, np.float64)
@@ -477,11 +555,46 @@ class SignaturesStage(_DedupStage):
         }
 
 
+def _batches(parts: list[dict], columns: list[str], rows: int):
+    """Record batches of `rows` rows (the last one shorter) over consecutive parts or row ranges
+    of parts ("lo", "hi" when given): small parts are read together, so per-batch costs do not
+    multiply with the number of parts, and a large part is read only where its range lies."""
+    pending, count = [], 0
+    for part in parts:
+        pf = pq.ParquetFile(part["path"])
+        lo, hi = part.get("lo", 0), part.get("hi", pf.metadata.num_rows)
+        starts = np.r_[
+            0, np.cumsum([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+        ]
+        groups = [i for i in range(pf.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
+        pos = int(starts[groups[0]]) if groups else 0
+        for batch in (
+            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups) if groups else ()
+        ):
+            b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
+            pos += batch.num_rows
+            if b_hi <= b_lo:
+                continue
+            batch = batch.slice(b_lo, b_hi - b_lo)
+            cols = [c.cast(pa.large_string()) for c in batch.columns]
+            pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
+            count += batch.num_rows
+            if count >= rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                full = count // rows * rows
+                for start in range(0, full, rows):
+                    yield table.slice(start, rows).to_batches()[0]
+                rest = table.slice(full)
+                pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
 def _read_quality(part: dict) -> np.ndarray:
     scores = np.full(part["rows"], np.nan)
     if part["quality"]:
         try:
-            col = pq.read_table(part["quality"][0], columns=["quality__score"]).column(0)
+            col = pq.ParquetFile(part["quality"][0]).read(columns=["quality__score"]).column(0)
             if len(col) == part["rows"]:
                 scores = col.to_numpy(zero_copy_only=False).astype(np.float64)
         except (KeyError, OSError, pa.ArrowInvalid):
@@ -657,12 +770,22 @@ class CandidatesStage(_DedupStage):
         p, G, Q = task.args["p"], task.args["groups"], self.plan["pair_partitions"]
         b = _concat([_load(self.rec_file(g, "b", p)) for g in range(G)], 3)
         n_records = len(b)
+        # only keys held by two records or more matter (most buckets hold one document)
+        key = np.ascontiguousarray(b[:, 0])
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        same = ks[1:] == ks[:-1]
+        shared = np.zeros(len(ks), dtype=bool)
+        shared[1:] |= same
+        shared[:-1] |= same
+        b = b[np.sort(order[shared])]
+        del key, order, ks, same, shared
         # one member per identical text in a bucket: the first (identical texts share every
         # bucket, so it is the first of that text in the corpus; dedup.resolve maps it on)
         order = np.lexsort((b[:, 1], b[:, 2], b[:, 0]))
         b = b[order]
         first = np.r_[True, (b[1:, 0] != b[:-1, 0]) | (b[1:, 2] != b[:-1, 2])]
-        b = b[first]
+        b = b[first[: len(b)]]
         order = np.lexsort((b[:, 1], b[:, 0]))
         pairs = _bucket_pairs(b[order, 0], b[order, 1])
         del b, order
@@ -756,20 +879,6 @@ class VerifyStage(_DedupStage):
     def finish(self, results: list) -> dict:
         return {k: sum(r[k] for r in results) for k in
                 ("candidates", "signature_rejected", "verification_rejected", "verified")}  # fmt: skip
-
-
-def shingle_sets(parts: list[dict], docs: np.ndarray, part_of: np.ndarray, ngram: int):
-    """32-bit shingle hashes of each of `docs` (sorted ordinals), concatenated, with offsets:
-    document i's are values[offsets[i]:offsets[i + 1]] (repeats included)."""
-    texts = []
-    for pi in np.unique(part_of):
-        p = parts[int(pi)]
-        rows = docs[part_of == pi] - p["base"]
-        col = pq.read_table(p["path"], columns=["text"]).column(0)
-        texts.append(col.take(pa.array(rows)).combine_chunks())
-    texts = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
-    flat, w_off = words(texts)
-    return shingle_hashes(hash_words(flat), w_off, ngram)
 
 
 def distinct_sets(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -938,13 +1047,30 @@ class ResolveStage(_DedupStage):
         return results[0]
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex16(keys: np.ndarray) -> pa.Array:
+    """Each 64-bit key as 16 lowercase hex digits (what "%016x" gives), built as one buffer."""
+    n = len(keys)
+    b = keys.view(np.uint64).astype(">u8").view(np.uint8).reshape(n, 8)
+    out = np.empty((n, 16), dtype=np.uint8)
+    out[:, 0::2] = _HEX[b >> 4]
+    out[:, 1::2] = _HEX[b & 15]
+    offsets = np.arange(0, 16 * (n + 1), 16, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
+
+
 def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> list[str]:
     ids = [""] * len(docs)
     for pi in np.unique(part_of):
         p = parts[int(pi)]
         sel = np.flatnonzero(part_of == pi)
         col = (
-            pq.read_table(p["path"], columns=["id"]).column(0).take(pa.array(docs[sel] - p["base"]))
+            pq.ParquetFile(p["path"])
+            .read(columns=["id"])
+            .column(0)
+            .take(pa.array(docs[sel] - p["base"]))
         )
         for i, v in zip(sel.tolist(), col.to_pylist(), strict=True):
             ids[i] = v
@@ -963,28 +1089,37 @@ class WriteStage(_DedupStage):
     def outputs(self) -> list[Path]:
         return [self.attr_path(p) for p in self.plan["parts"]] + [self.state / "stats.json"]
 
+    def _outputs_state(self, grp: dict) -> Any:
+        """The task's attribute files as they are; when one is missing (never written, or removed
+        by hand) a value no record can hold, so the task runs again."""
+        paths = [self.attr_path(self.plan["parts"][i]) for i in grp["parts"]]
+        if all(p.exists() for p in paths):
+            return tree_fingerprint(*paths)
+        return ["missing", time.time_ns()]
+
     def attr_path(self, part: dict) -> Path:
         return attributes_dir(self.workdir, "dedup", part["source"]) / part_name(part["index"])
 
     def tasks(self) -> list[Task]:
         return [
-            Task(key=f"g{g:05d}", args={"g": g}, weight=grp["bytes"],
-                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint()])
-            for g, grp in enumerate(self.plan["groups"])
+            Task(key=f"w{g:05d}", args={"g": g}, weight=grp["bytes"],
+                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint(),
+                              self._outputs_state(grp)])
+            for g, grp in enumerate(self.plan["write_groups"])
         ]  # fmt: skip
 
     def run_task(self, task: Task) -> list[dict]:
         s, g = self.config, task.args["g"]
-        grp = self.plan["groups"][g]
+        grp = self.plan["write_groups"][g]
         P = self.plan["partitions"]
         removed = _load(self.state / "resolve" / "removed.npy", mmap=True)
         i0, i1 = np.searchsorted(removed[:, 0], [grp["lo"], grp["hi"]])
         removed = np.asarray(removed[i0:i1])
-        kept_t = pq.read_table(self.state / "resolve" / "kept.parquet")
+        kept_t = pq.ParquetFile(self.state / "resolve" / "kept.parquet").read()
         kept_doc = kept_t.column("doc").to_numpy()
         kept_size = kept_t.column("size").to_numpy()
         kept_ids = kept_t.column("id")
-        keys = _load(self.sig_file(g, "key"))
+        keys = self.doc_values("key", grp["lo"], grp["hi"])
         spans = None
         if s["paragraphs"]:
             chunks = []
@@ -1015,12 +1150,11 @@ class WriteStage(_DedupStage):
             if (~keep).any():
                 taken = kept_ids.take(pa.array(dup_idx, mask=keep))
                 dup_of = taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
-            ids = pq.read_table(part["path"], columns=["id"]).column("id")
+            ids = pq.ParquetFile(part["path"]).read(columns=["id"]).column("id")
             key = keys[lo - grp["lo"] : hi - grp["lo"]]
             cols = {
                 "id": ids,
-                "dedup__exact_cluster": pa.array(np.char.mod("%016x", key.view(np.uint64)).tolist()
-                                                 if n else [], pa.string()),
+                "dedup__exact_cluster": hex16(key),
                 "dedup__minhash_cluster": pa.array(cluster, pa.int64()),
                 "dedup__cluster_size": pa.array(size, pa.int64()),
                 "dedup__keep": pa.array(keep, pa.bool_()),
@@ -1141,13 +1275,6 @@ def dedup_stages(workdir: str | Path, settings: dict) -> list[Stage]:
         stages += [CandidatesStage(workdir, s), VerifyStage(workdir, s)]
     stages += [ResolveStage(workdir, s), WriteStage(workdir, s)]
     return stages
-
-
-def clear_state(workdir: str | Path) -> None:
-    """Remove dedup's intermediate files (state/dedup except the records of written files)."""
-    state = state_dir(Path(workdir)) / "dedup"
-    for name in ("sig", "exact", "pairs", "edges", "resolve"):
-        shutil.rmtree(state / name, ignore_errors=True)
 
 
 __all__ = ["dedup_stages", "resolve_settings", "signature_floor", "DEFAULTS"]
