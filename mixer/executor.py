@@ -56,7 +56,7 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """A pool of spawned processes on this machine (or the calling process when workers=1).
+    """A pool of spawned processes on this machine (the calling process itself when workers=1).
 
     The pool starts on first use and is kept for the executor's life, so the stages of one run
     share warm workers (and the models they cached); `close()` (or exit) stops it."""
@@ -66,8 +66,9 @@ class LocalExecutor(Executor):
         self._pool: ProcessPoolExecutor | None = None
 
     def _map(self, fn, arglists):
-        n = max(1, min(self.workers, len(arglists)))
-        if n == 1:
+        # With workers > 1 even a lone task runs in the pool: heavy single tasks (a dedup
+        # partition, a model to train) never grow the driver.
+        if self.workers == 1:
             for args in arglists:
                 yield fn(*args)
             return
