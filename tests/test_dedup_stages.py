@@ -134,12 +134,11 @@ def reference(tmp_path_factory) -> tuple[Path, dict, dict]:
 def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference):
     _, ref, stats = reference
     assert stats["partitions"] == 1 and stats["removed"] > 50
-    from mixer.dedup.stage import PersistentPoolExecutor
     from mixer.executor import LocalExecutor
 
     runs = {
         "two_workers": dict(executor=LocalExecutor(2), task_bytes=4000),
-        "pool": dict(executor=PersistentPoolExecutor(2), task_bytes=4000, memory_limit="300KB"),
+        "pool": dict(executor=LocalExecutor(2), task_bytes=4000, memory_limit="300KB"),
         "partitions": dict(workers=1, memory_limit="200KB", task_bytes=4000),
     }
     for name, kw in runs.items():

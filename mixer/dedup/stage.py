@@ -29,47 +29,6 @@ from mixer.stage import RunContext, run_stage
 POOL_MIN_BYTES = 16 << 20  # below this much documents Parquet, one process beats a pool
 
 
-class PersistentPoolExecutor(LocalExecutor):
-    """LocalExecutor with one pool of spawned processes for all the stages of a run.
-
-    Every task runs in a worker, even when a stage has a single task, so the driver's memory
-    stays flat whatever the corpus size, and the workers start once instead of once per stage.
-    Call close() at the end (or use it as a context manager).
-    """
-
-    def __init__(self, workers: int | None = None):
-        super().__init__(workers)
-        self._pool = None
-
-    def _map(self, fn, arglists):
-        if self.workers <= 1:
-            yield from super()._map(fn, arglists)
-            return
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        futures = [self._pool.submit(fn, *args) for args in arglists]
-        try:
-            for f in futures:
-                yield f.result()
-        finally:
-            for f in futures:
-                f.cancel()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def _documents_bytes(workdir: Path) -> int:
     root = Path(workdir) / "documents"
     return sum(p.stat().st_size for p in root.rglob("part-*.parquet")) if root.is_dir() else 0
@@ -118,7 +77,7 @@ def execute_dedup(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run dedup_stages(workdir, settings) on `executor` (default: a PersistentPoolExecutor of
+    """Run dedup_stages(workdir, settings) on `executor` (default: a LocalExecutor of
     `workers`, or Ray under `mixer --executor ray`) and return the stats."""
     stages = dedup_stages(workdir, settings)
     skipped = []
@@ -139,7 +98,7 @@ def execute_dedup(
             w = workers or LocalExecutor().workers
             if w > 1 and _documents_bytes(workdir) < POOL_MIN_BYTES:
                 w = 1  # starting workers costs more than they save on a small corpus
-            executor = own = PersistentPoolExecutor(w)
+            executor = own = LocalExecutor(w)
     ctx = RunContext(Path(workdir), executor, progress, echo)
     try:
         stats = None
