@@ -136,7 +136,7 @@ def test_tag_and_train_fasttext_commands(tmp_path):
     assert attrs.column("id").to_pylist() == docs.column("id").to_pylist()
     assert {"gopher__keep", "gopher__reason", "gopher__words"} <= set(attrs.column_names)
     r = runner.invoke(main, tag_args)
-    assert "skipped 4 up to date" in r.output
+    assert "skipped 12 up to date" in r.output
 
     # a classifier trained on attribute columns joined with the documents
     out = tmp_path / "q.bin"
@@ -160,7 +160,7 @@ def test_tag_and_train_fasttext_commands(tmp_path):
     [
         (["--taggers", "nope"], "unknown tagger"),
         (["--taggers", "gopher", "--set", "gopher.bogus=1"], "unknown setting gopher.bogus"),
-        (["--taggers", "gopher", "--set", "novalue"], "expected KEY=VALUE"),
+        (["--taggers", "gopher", "--set", "novalue"], "expected TAGGER.KEY=VALUE"),
         (["--taggers", "gopher", "--set", "c4.min_sentences=2"], "not in --taggers"),
         (["--taggers", "quality"], "quality.model is required"),
         (["--taggers", "gopher", "--sources", "missing"], "no documents for source"),
