@@ -91,6 +91,82 @@ def usr_share_doc_documents(limit_bytes: int) -> list[str]:
     return docs
 
 
+# ------------------------------------------------------------------ domain quality (issue 16)
+
+EVAL_DOMAINS = ("code", "reference", "qa", "math", "web")
+# The rule tagger's labels, mapped to the evaluation's domains.
+RULE_TO_DOMAIN = {
+    "code": "code",
+    "math": "math",
+    "qa_forum": "qa",
+    "instruction": "qa",
+    "web": "web",
+    "reference": "reference",
+    "encyclopedic": "reference",
+    "academic": "reference",
+    "other": "web",
+}
+
+
+def domain_eval_docs(per_domain: int = 1500, seed: int = 0) -> list[dict]:
+    """Real documents of five domains from this machine (bench/realistic_corpus.py's readers,
+    without its template-made questions): {text, domain, group}, the group being the file the
+    text came from (train and test never share a file). At most `per_domain` per domain,
+    taken from each reader of the domain in proportion to its share."""
+    from bench import realistic_corpus as rc
+
+    docs: list[dict] = []
+    seen: set[str] = set()
+    for domain, readers in rc.plan().items():
+        for name, share, reader, lister in readers:
+            if reader is rc.qa_derived:
+                continue  # template questions: not real text
+            want = max(1, round(per_domain * share))
+            rng = random.Random(f"{seed}:{name}")
+            files = list(lister())
+            rng.shuffle(files)
+            got = 0
+            for doc in reader(files, rng, 0):
+                if doc.derived or doc.text in seen or len(doc.text.strip()) < 20:
+                    continue
+                if "rust-by-example" in doc.path:  # pages that are mostly code listings
+                    continue
+                seen.add(doc.text)
+                docs.append({"text": doc.text, "domain": domain, "group": doc.path})
+                got += 1
+                if got >= want:
+                    break
+    return docs
+
+
+def split_by_group(docs: list[dict], test_fraction: float = 0.3, seed: int = 0):
+    """(train, test): whole files go to one side, chosen by a hash of the file name."""
+    import hashlib
+
+    def side(group: str) -> bool:
+        h = hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "big") / 2**64 < test_fraction
+
+    test = [d for d in docs if side(d["group"])]
+    train = [d for d in docs if not side(d["group"])]
+    return train, test
+
+
+def macro_f1(truth: list[str], predicted: list[str], labels=EVAL_DOMAINS) -> dict:
+    """Per-label precision, recall, F1 and their macro average."""
+    out: dict = {}
+    for lab in labels:
+        tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t == lab and p == lab)
+        pp = sum(1 for p in predicted if p == lab)
+        ap = sum(1 for t in truth if t == lab)
+        prec = tp / pp if pp else 0.0
+        rec = tp / ap if ap else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        out[lab] = {"precision": prec, "recall": rec, "f1": f1, "support": ap}
+    out["macro_f1"] = sum(out[lab]["f1"] for lab in labels) / len(labels)
+    return out
+
+
 def best_time(fn, repeat: int) -> tuple[float, float]:
     """Best-of-`repeat` (wall seconds, CPU seconds of this process) of fn(). CPU time is the
     steadier figure on a machine shared with other jobs."""
