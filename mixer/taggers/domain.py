@@ -40,6 +40,8 @@ DEFAULT_LABELS = [
     "other",
 ]
 MODES = ("rules", "model", "combined")
+# combined mode: the model's share of the average (the rules' share is the rest)
+MODEL_WEIGHT = 0.6
 # Evidence of plain web prose: a label needs more than this to win.
 WEB_BASELINE = 0.5
 
@@ -73,7 +75,7 @@ def rule_evidence(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     encyclopedic = 1.2 * _saturate(s["encyclopedic_markers"] / per_100w, 1.0)
     # a question-and-answer item opens with its question
     qa = (
-        qa + 0.7 * s["first_line_question"] + 0.3 * _saturate(s["question_markers"] / per_100w, 1.0)
+        qa + 1.0 * s["first_line_question"] + 0.3 * _saturate(s["question_markers"] / per_100w, 1.0)
     )
     reference = 1.4 * _saturate(s["reference_markers"] / per_100w, 0.8)
     web = WEB_BASELINE + 2.0 * np.minimum(s["narrative_density"], 0.2)
@@ -195,7 +197,8 @@ class DomainTagger(Tagger):
             plain = [t or "" for t in texts.to_pylist()]
             dist = self._model_distribution(plain)
             if self.mode == "combined":
-                dist = 0.5 * dist + 0.5 * _distribution(rule_evidence(signals), self.labels, n)
+                w = MODEL_WEIGHT
+                dist = w * dist + (1 - w) * _distribution(rule_evidence(signals), self.labels, n)
         else:
             # a model with labels of its own (e.g. sources): its label, or the rules' where the
             # model is unsure (combined)
