@@ -284,3 +284,34 @@ def test_default_training_is_bounded_and_compact(tmp_path):
     assert full["model_bytes"] > 2_000_000 * 8 * 4 and full["max_docs"] is None
     with pytest.raises(MixerError, match="preset"):
         train_from_workdir(wd, out=tmp_path / "x.bin", label_column="source", preset="huge")
+
+
+def test_recipe_train_fasttext_by_source_column(tmp_path):
+    from mixer.recipe import load_recipe
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.jsonl").write_text('{"id": "1", "text": "x"}\n')
+    base = f"""\
+name: d
+budget: 1M
+sources:
+  web: {{inputs: ["{tmp_path}/web"], taggers: [domain]}}
+groups:
+  all: {{share: 1.0, sources: {{web: {{weight: 1}}}}}}
+taggers:
+  domain: {{model: {tmp_path}/domain.bin}}
+"""
+    ok = base + "train_fasttext:\n  domain: {label_column: source, preset: dclm, max_docs: 0}\n"
+    (tmp_path / "r.yaml").write_text(ok)
+    r = load_recipe(tmp_path / "r.yaml", check_inputs=False)
+    assert r.train_fasttext["domain"]["label_column"] == "source"
+    by_sql = base + "train_fasttext:\n  domain: {labels: {a: 'source = 1', b: 'true'}}\n"
+    (tmp_path / "r.yaml").write_text(by_sql)
+    assert load_recipe(tmp_path / "r.yaml", check_inputs=False).train_fasttext["domain"]["labels"]
+    for bad, msg in (
+        ("{}", "missing required key 'positive'"),
+        ("{label_column: source, bogus: 1}", "unknown key"),
+    ):
+        (tmp_path / "r.yaml").write_text(base + f"train_fasttext:\n  domain: {bad}\n")
+        with pytest.raises(MixerError, match=msg):
+            load_recipe(tmp_path / "r.yaml", check_inputs=False)
