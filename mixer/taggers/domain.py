@@ -63,6 +63,8 @@ def rule_evidence(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         + 1.5 * np.minimum(s["code_keyword_density"], 0.5)
     )
     code = code * np.where(s["code_lang"] != "", 1.3, 1.0)
+    # prose addressed to a reader (you/we/I) around code listings: a tutorial page, not code
+    code = code * (1.0 - np.minimum(10.0 * s["narrative_density"], 0.5))
     math = 6.0 * s["latex_density"] + 1.5 * s["math_symbol_density"] + 8.0 * s["math_word_density"]
     # mathematical vocabulary and notation per 100 words: evidence of math text in prose form
     # (manuals, API docs of math functions) even when most of it is words
