@@ -74,6 +74,8 @@ def rule_evidence(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     academic = 1.6 * _saturate(s["citation_markers"] / per_100w, 1.0)
     qa = 1.6 * _saturate(s["qa_markers"] / per_100w, 1.5)
     instruction = 1.6 * _saturate(s["instruction_markers"] / per_100w, 1.0)
+    # imperative line starts are also how manuals describe options: halve them there
+    instruction = instruction * np.where(s["reference_markers"] > 0, 0.5, 1.0)
     encyclopedic = 1.2 * _saturate(s["encyclopedic_markers"] / per_100w, 1.0)
     # a question-and-answer item opens with its question
     qa = (
