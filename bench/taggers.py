@@ -71,6 +71,35 @@ def _datatrove_part(texts: list[str]) -> float:
     return time.process_time() - start
 
 
+def per_tagger(texts: list[str]) -> dict[str, float]:
+    """CPU seconds of each step, one process, batches of BATCH: the shared word split, then
+    each tagger's `tag` (gopher and fineweb reuse the split)."""
+    import pyarrow as pa
+
+    from mixer.taggers import text_stats as ts
+    from mixer.taggers.c4 import C4Tagger
+    from mixer.taggers.domain import DomainTagger
+    from mixer.taggers.fineweb import FineWebTagger
+    from mixer.taggers.gopher import GopherTagger
+    from mixer.taggers.lang import LangTagger
+
+    tables = [pa.table({"text": texts[i : i + BATCH]}) for i in range(0, len(texts), BATCH)]
+    taggers = {"gopher": GopherTagger(), "fineweb": FineWebTagger(), "c4": C4Tagger(),
+               "lang": LangTagger(), "domain": DomainTagger()}  # fmt: skip
+    for t in taggers.values():
+        t.setup()
+    out = dict.fromkeys(["split", *taggers], 0.0)
+    for table in tables:
+        start = time.process_time()
+        ts.cached_split_words(table)
+        out["split"] += time.process_time() - start
+        for name, tagger in taggers.items():
+            start = time.process_time()
+            tagger.tag(table)
+            out[name] += time.process_time() - start
+    return out
+
+
 def run(side: str, texts: list[str], workers: int) -> dict:
     fn = _mixer_part if side == "mixer" else _datatrove_part
     shares = [texts[i::workers] for i in range(workers)]
@@ -94,11 +123,25 @@ def main(argv=None) -> int:
     ap.add_argument("--mb", type=float, default=10.0)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument(
+        "--per-tagger",
+        action="store_true",
+        help="only mixer: CPU seconds of the word split and of each tagger (gopher, fineweb, c4, "
+        "lang, domain), one process",
+    )
     ap.add_argument("--peer", nargs=3, metavar=("CORPUS", "WORKERS", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.peer:
         texts = [d["text"] for d in read_corpus(a.peer[0])]
         Path(a.peer[2]).write_text(json.dumps(run("datatrove", texts, int(a.peer[1]))))
+        return 0
+
+    if a.per_tagger:
+        texts = [d["text"] for d in read_corpus(a.corpus)]
+        mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+        secs = per_tagger(texts)
+        print(f"{len(texts)} documents, {mb:.1f} MB; CPU seconds, one process:")
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in secs.items()))
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,6 +40,8 @@ DEFAULT_HYPER: dict = {
 }
 
 LABEL_PREFIX = "__label__"
+# A float model smaller than this is written as it is, even when quantisation is asked for.
+QUANTIZE_MIN_BYTES = 8_000_000
 
 # fastText splits words on these; any of them (and other control characters) would also break
 # its one-line-per-example format, so they all become spaces.
@@ -120,9 +122,16 @@ def normalise_hyper(hyper: dict) -> dict:
 
 
 def train_pairs(
-    pairs: Iterable[tuple[str, str | Sequence[str]]], out_path: str | Path, **hyper
+    pairs: Iterable[tuple[str, str | Sequence[str]]],
+    out_path: str | Path,
+    quantize: dict | None = None,
+    **hyper,
 ) -> dict:
-    """`train` over one iterable of (text, label) pairs (streams: nothing is held in memory)."""
+    """`train` over one iterable of (text, label) pairs (streams: nothing is held in memory).
+
+    `quantize` (e.g. {"cutoff": 100_000}) compresses the trained model with fastText's product
+    quantisation, keeping the `cutoff` rows of largest norm (0: all), as `fasttext quantize`
+    does for .ftz files: a model of a few MB that loads and predicts like the full one."""
     fasttext = _quiet_fasttext()
     params = {**DEFAULT_HYPER, **normalise_hyper(hyper)}
     params.setdefault("verbose", 0)
@@ -149,11 +158,23 @@ def train_pairs(
                 f"need at least two labels to train a classifier, got {sorted(counts)}"
             )
         model = fasttext.train_supervised(input=train_file, **params)
+        rows = len(model.get_words()) + int(params.get("bucket", 0))
+        # quantise only a model worth it (fastText also refuses one under 256 rows)
+        quantized = quantize is not None and rows * int(params["dim"]) * 4 > QUANTIZE_MIN_BYTES
+        if quantized:
+            model.quantize(
+                input=train_file, qnorm=True, retrain=False, cutoff=int(quantize.get("cutoff", 0))
+            )
         with atomic_path(out_path) as tmp:
             model.save_model(str(tmp))
     finally:
         os.unlink(train_file)
-    return {"examples": n, "labels": dict(sorted(counts.items())), "hyper": params}
+    return {
+        "examples": n,
+        "labels": dict(sorted(counts.items())),
+        "hyper": params,
+        "quantized": quantized,
+    }
 
 
 def load(path: str | Path):

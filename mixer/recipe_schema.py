@@ -41,7 +41,8 @@ INGEST_KEYS = {f"{f}_field" for f in ("id", "text", "source", "added", "created"
 TARGET_KINDS = ("weight", "percent", "tokens")
 GROUP_KEYS = {"share", "sources", "description"}
 FASTTEXT_KEYS = {
-    "positive", "negative", "label_positive", "label_negative", "max_docs",
+    "positive", "negative", "label_positive", "label_negative", "max_docs", "labels",
+    "label_column", "preset", "quantize", "cutoff",
     "lr", "dim", "epoch", "word_ngrams", "min_count", "bucket", "loss", "thread", "test_fraction",
 }  # fmt: skip
 DEDUP_KEYS = {
@@ -132,6 +133,10 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
         "loss": ("choice", FASTTEXT_LOSSES),
         "label_positive": "str",
         "label_negative": "str",
+        "label_column": "str",
+        "preset": ("choice", ("compact", "dclm")),
+        "quantize": "bool",
+        "cutoff": ("int", 0),
     },
     "train": {"steps": ("int", 1), "seed": "seed", "device": "str", "out": "str"},
 }
@@ -655,10 +660,16 @@ def _check_train_fasttext(c: _Checker, data: dict, taggers: dict) -> dict[str, d
         allowed = _accepted_keys(
             "mixer.train_fasttext", "train_from_workdir", {"workdir", "out", "seed"}, FASTTEXT_KEYS
         )
-        spec = c.mapping(spec, keys, allowed, required=("positive", "negative"))
+        by_column = isinstance(spec, dict) and ("label_column" in spec or "labels" in spec)
+        spec = c.mapping(
+            spec, keys, allowed, required=() if by_column else ("positive", "negative")
+        )
         c.section(spec, keys, SECTION_TYPES["train_fasttext"])
-        c.sql(spec["positive"], (*keys, "positive"))
-        c.sql(spec["negative"], (*keys, "negative"))
+        for key in ("positive", "negative"):
+            if key in spec:
+                c.sql(spec[key], (*keys, key))
+        for label, sql in c.mapping(spec.get("labels"), (*keys, "labels")).items():
+            c.sql(sql, (*keys, "labels", label))
         if not taggers.get(name, {}).get("model"):
             raise c.err(keys, f"set taggers.{name}.model: the trained model is written there")
         out[name] = dict(spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -226,3 +228,90 @@ def test_recipe_style_entry_point_takes_snake_case_settings(tmp_path):
     assert m["train"]["hyper"]["wordNgrams"] == 1 and m["train"]["hyper"]["minCount"] == 1
     with pytest.raises(MixerError, match="unknown fastText setting"):
         fasttext_model.train(["a", "b"], ["x", "y"], tmp_path / "z.bin", nonsense=1)
+
+
+def test_labels_from_the_source_column_with_f1_stored_beside_the_model(tmp_path):
+    wd = _workdir(tmp_path, n=80)
+    out = tmp_path / "models" / "domain.bin"
+    m = train_from_workdir(wd, out=out, label_column="source", dim=16, epoch=10, test_fraction=0.25)
+    assert m["labels"] == ["encyclopedic", "math", "web"]
+    assert m["selected"] == {"encyclopedic": 80, "math": 80, "web": 80}
+    assert set(m["f1"]) == {"encyclopedic", "math", "web"} and m["macro_f1"] == 1.0
+    assert m["test_docs"] == sum(m["support"].values()) > 0
+    stored = json.loads((tmp_path / "models" / "domain.metrics.json").read_text())
+    assert stored["macro_f1"] == m["macro_f1"] and stored["f1"] == m["f1"]
+    # the domain tagger uses the model's own labels (the sources)
+    from mixer.taggers.domain import DomainTagger
+
+    texts = [GOOD.format(i=999), BAD.format(i=999), OTHER.format(i=999)]
+    for mode in ("model", "combined"):
+        tagger = DomainTagger(model=str(out), mode=mode)
+        tagger.setup()
+        table = tagger.tag(pa.table({"text": texts}))
+        assert table.column("domain__label").to_pylist() == ["encyclopedic", "web", "math"]
+    assert "domain__rule_label" not in table.column_names  # domain names: averaged with rules
+    # labels of its own (not domain names): the model's label, the rules' where it is unsure
+    own = tmp_path / "models" / "own.bin"
+    sqls = {"wiki": "source = 'encyclopedic'", "spam": "source = 'web'", "alg": "source = 'math'"}
+    train_from_workdir(wd, out=own, labels=sqls, dim=16, epoch=10)
+    tagger = DomainTagger(model=str(own), mode="combined")
+    table = tagger.tag(pa.table({"text": texts}))
+    assert table.column("domain__label").to_pylist() == ["wiki", "spam", "alg"]
+    assert table.column("domain__rule_label").to_pylist()[2] == "math"
+    sure = DomainTagger(model=str(own), mode="combined", min_model_score=1.01)
+    assert sure.tag(pa.table({"text": texts})).column("domain__label").to_pylist() == (
+        table.column("domain__rule_label").to_pylist()
+    )
+    with pytest.raises(MixerError, match="label_column 'nope'"):
+        train_from_workdir(wd, out=out, label_column="nope")
+    with pytest.raises(MixerError, match="label_column or label selections"):
+        train_from_workdir(wd, "true", "true", out, label_column="source")
+
+
+def test_default_training_is_bounded_and_compact(tmp_path):
+    wd = _workdir(tmp_path, n=60)
+    small = train_from_workdir(wd, out=tmp_path / "s.bin", label_column="source", max_docs=25,
+                               dim=16, epoch=5)  # fmt: skip
+    assert small["selected"] == {"encyclopedic": 25, "math": 25, "web": 25}
+    # the default preset: 200k buckets, quantised (200k rows x 16 dims would be 12.8 MB)
+    m = train_from_workdir(wd, out=tmp_path / "c.bin", label_column="source", epoch=5, dim=16)
+    assert m["max_docs"] == 50_000 and m["train"]["hyper"]["bucket"] == 200_000
+    assert m["train"]["quantized"] and m["model_bytes"] < 3_000_000
+    assert m["macro_f1"] == 1.0
+    full = train_from_workdir(wd, out=tmp_path / "f.bin", label_column="source", epoch=5,
+                              preset="dclm", dim=8)  # fmt: skip
+    assert full["train"]["hyper"]["bucket"] == 2_000_000 and not full["train"]["quantized"]
+    assert full["model_bytes"] > 2_000_000 * 8 * 4 and full["max_docs"] is None
+    with pytest.raises(MixerError, match="preset"):
+        train_from_workdir(wd, out=tmp_path / "x.bin", label_column="source", preset="huge")
+
+
+def test_recipe_train_fasttext_by_source_column(tmp_path):
+    from mixer.recipe import load_recipe
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "a.jsonl").write_text('{"id": "1", "text": "x"}\n')
+    base = f"""\
+name: d
+budget: 1M
+sources:
+  web: {{inputs: ["{tmp_path}/web"], taggers: [domain]}}
+groups:
+  all: {{share: 1.0, sources: {{web: {{weight: 1}}}}}}
+taggers:
+  domain: {{model: {tmp_path}/domain.bin}}
+"""
+    ok = base + "train_fasttext:\n  domain: {label_column: source, preset: dclm, max_docs: 0}\n"
+    (tmp_path / "r.yaml").write_text(ok)
+    r = load_recipe(tmp_path / "r.yaml", check_inputs=False)
+    assert r.train_fasttext["domain"]["label_column"] == "source"
+    by_sql = base + "train_fasttext:\n  domain: {labels: {a: 'source = 1', b: 'true'}}\n"
+    (tmp_path / "r.yaml").write_text(by_sql)
+    assert load_recipe(tmp_path / "r.yaml", check_inputs=False).train_fasttext["domain"]["labels"]
+    for bad, msg in (
+        ("{}", "missing required key 'positive'"),
+        ("{label_column: source, bogus: 1}", "unknown key"),
+    ):
+        (tmp_path / "r.yaml").write_text(base + f"train_fasttext:\n  domain: {bad}\n")
+        with pytest.raises(MixerError, match=msg):
+            load_recipe(tmp_path / "r.yaml", check_inputs=False)

@@ -100,7 +100,24 @@ def tag_command(workdir, taggers, workers, executor, sources, sets, quiet):
     help="Held-out share for metrics.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Shuffle/split/training seed.")
-@click.option("--max-docs", default=None, type=int, help="At most this many documents per label.")
+@click.option(
+    "--label-column",
+    default=None,
+    help="Multi-class mode: each document's value of this column is its label (e.g. source).",
+)
+@click.option(
+    "--max-docs",
+    default=None,
+    type=int,
+    help="At most this many documents per label (default 50,000 with the compact preset; 0: all).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["compact", "dclm"]),
+    default="compact",
+    show_default=True,
+    help="compact: 200k buckets, quantised model, bounded sample; dclm: 2M buckets, full float model.",
+)
 @click.option("--epoch", default=None, type=int, help="fastText epochs (default 5).")
 @click.option("--lr", default=None, type=float, help="fastText learning rate (default 0.1).")
 @click.option("--word-ngrams", default=None, type=int, help="fastText wordNgrams (default 2).")
@@ -110,7 +127,7 @@ def tag_command(workdir, taggers, workers, executor, sources, sets, quiet):
 )
 def train_fasttext_command(
     workdir, positive, negative, label_sqls, out, label_positive, label_negative, text_field,
-    test_fraction, seed, max_docs, epoch, lr, word_ngrams, dim, bucket,
+    test_fraction, seed, label_column, max_docs, preset, epoch, lr, word_ngrams, dim, bucket,
 ):  # fmt: skip
     """Train a fastText classifier from WORKDIR's documents selected by SQL; print held-out
     precision/recall and write the model (DCLM-like bigram settings by default)."""
@@ -131,7 +148,7 @@ def train_fasttext_command(
         for k, v in {
             "epoch": epoch,
             "lr": lr,
-            "wordNgrams": word_ngrams,
+            "word_ngrams": word_ngrams,
             "dim": dim,
             "bucket": bucket,
         }.items()
@@ -143,6 +160,8 @@ def train_fasttext_command(
         negative,
         out,
         labels=labels,
+        label_column=label_column,
+        preset=preset,
         label_positive=label_positive,
         label_negative=label_negative,
         text_field=text_field,
@@ -159,10 +178,13 @@ def train_fasttext_command(
         if m["test_docs"]:
             click.echo(
                 f"  {name:>12}  precision {m['precision'][name]:.3f}  recall {m['recall'][name]:.3f}"
+                f"  F1 {m['f1'][name]:.3f}"
             )
     if m["test_docs"]:
-        click.echo(f"  accuracy {m['accuracy']:.3f}")
-    click.echo(f"model written to {m['model']}")
+        click.echo(f"  accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+    kind = "quantised" if m["train"].get("quantized") else "float"
+    click.echo(f"model written to {m['model']} ({m['model_bytes'] / 1e6:.1f} MB, {kind})")
+    click.echo(f"held-out metrics written to {m['metrics_file']}")
 
 
 COMMANDS = [tag_command, train_fasttext_command]

@@ -81,6 +81,36 @@ ENCYCLOPEDIC = (
     r"century|part of the|square (?:kilomet|mile)|is named after|known for)\b"
 )
 
+# Reference text (manuals, API documentation, dictionaries): section headings of man pages and
+# docstrings, option lines, info-manual definitions, definitional phrasing.
+REFERENCE = (
+    r"(?m)^[ \t]*(?:NAME|SYNOPSIS|DESCRIPTION|OPTIONS|EXIT STATUS|RETURN VALUES?|ERRORS|"
+    r"ENVIRONMENT|FILES|EXAMPLES?|SEE ALSO|AUTHORS?|BUGS|NOTES|COPYRIGHT|CONFORMING TO|STANDARDS|"
+    r"Parameters|Returns|Yields|Raises|See Also|Notes|Examples|Attributes|Arguments|Args|"
+    r"Keyword Arguments|Return type|Methods|Fields|Variants|Panics|Safety|Errors|Usage)[ \t]*:?[ \t]*$|"
+    r"(?m)^[ \t]*-{1,2}[A-Za-z0-9][\w-]*(?:[ =,\[][^\n]*)?$|"
+    r"(?m)^[ \t]*(?:-- (?:Function|Variable|Macro|Command|Special Form|User Option|Data Type):|"
+    r"\*Note [^:\n]+::)|:param \w+:|:returns?:|:rtype:|:raises? |"
+    r"(?m)^[ \t]*(?:Returns?|Specifies|Sets|Gets|Defaults to|Raises)\b|"
+    r"\b(?:[Dd]efault(?:s to| value is| is)|[Ii]f (?:set|true|given|specified|omitted|non-zero)|"
+    r"is (?:an? |the )?(?:alias|synonym) (?:for|of)|[Tt]his (?:function|method|option|command|"
+    r"macro|variable|field|flag|parameter|attribute|value|type|trait|struct|module)\b)|"
+    r"\A[^\n]{1,80}(?:\([^\n)]*\)| - | — |\([0-9][a-z]?\))[^\n]*\n"
+)
+# Narrative, personal prose of web pages, blogs, tutorials and release notes.
+NARRATIVE = (
+    r"\b(?:[Yy]ou|[Yy]our|[Yy]ou're|[Yy]ou'll|[Ww]e|[Ww]e'll|[Ww]e're|[Ww]e've|[Ll]et's|[Oo]ur|"
+    r"I|I'm|I've|I'd|[Mm]y|[Hh]ere's|[Tt]hat's|[Ii]t's|[Dd]on't|[Cc]an't|[Ww]on't)\b|"
+    r"https?://|\bListing \d|(?i)\b(?:click|blog|posted|comments?|subscribe|newsletter|"
+    r"released?|release notes|download|install(?:ation)?|thanks to|contributors?|chapter)\b"
+)
+# Questions: lines ending in a question mark, and question openings.
+QUESTION = (
+    r"(?m)\?[\"')\]]*[ \t]*$|(?im)^[ \t]*(?:\d+(?:\.\d+)*[.)]?[ \t]*)?(?:q\d*[:.)][ \t]*)?"
+    r"(?:how|why|what|when|where|which|who|can|could|does|do|is|are|should|will|would|"
+    r"am i|is there|is it)\b[^\n]*\?"
+)
+
 CODE_LANGS: dict[str, str] = {
     "python": r"(?m)^\s*(?:def \w+\(|import \w+|from \w[\w.]* import|class \w+[(:]|@\w+)|\bself\.|\belif\b|"
     r"\b(?:is|=|==) None\b|None[,)]|print\(|\bTrue\b|\bFalse\b|\braise \w|^\s*return\b|'''|\"\"\"",
@@ -106,6 +136,9 @@ PATTERNS: dict[str, str] = {
     "instruction": INSTRUCTION,
     "citation": CITATION,
     "encyclopedic": ENCYCLOPEDIC,
+    "reference": REFERENCE,
+    "narrative": NARRATIVE,
+    "question": QUESTION,
 }
 
 
@@ -129,6 +162,29 @@ def _word_count(texts: pa.Array) -> np.ndarray:
     pieces = pc.list_value_length(pc.utf8_split_whitespace(trimmed)).to_numpy(zero_copy_only=False)
     empty = pc.equal(pc.binary_length(trimmed), 0).to_numpy(zero_copy_only=False)
     return np.where(empty, 0, pieces).astype(np.float64)
+
+
+_NUMBERED = r"(?:q(?:uestion)?\s*\d*\s*[:.)]|\d+(?:\.\d+)*[.):]?)"
+_QWORD = (
+    r"(?:how|why|what|when|where|which|who|whom|whose|can|could|does|do|did|is|are|was|were|"
+    r"should|shall|will|would|may|might|must|has|have|am|isn't|doesn't|don't|can't|won't)\b"
+)
+_NO_BLANK = r"(?:[^?\n]|\n[ \t]*[^\s?])"  # text of one paragraph (line breaks, no blank line)
+FIRST_QUESTION = (
+    rf"(?i)\A\s*(?:(?:{_NUMBERED}\s*)?{_QWORD}{_NO_BLANK}{{0,250}}|{_NUMBERED}\s+{_NO_BLANK}{{1,300}})"
+    r"\?[\"')\]]*[ \t]*(?:\n|\z)"
+)
+
+
+def _first_line_question(texts: pa.Array) -> np.ndarray:
+    """1 when the text opens with a question (a first line that starts like an English
+    question, possibly numbered or after "Q:", and ends in '?'), else 0: the shape of a
+    question-and-answer item."""
+    return (
+        pc.match_substring_regex(texts, FIRST_QUESTION)
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int64)
+    )
 
 
 def batch_signals(texts) -> dict[str, np.ndarray]:
@@ -162,6 +218,10 @@ def batch_signals(texts) -> dict[str, np.ndarray]:
         "instruction_markers": c["instruction"].astype(np.int64),
         "citation_markers": c["citation"].astype(np.int64),
         "encyclopedic_markers": c["encyclopedic"].astype(np.int64),
+        "reference_markers": c["reference"].astype(np.int64),
+        "narrative_density": c["narrative"] / per_word,
+        "question_markers": c["question"].astype(np.int64),
+        "first_line_question": _first_line_question(texts),
     }
 
 
