@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+python3 bench/realistic_corpus.py --out work/bench/realistic --sizes 10,50,200
+$PY -m bench.ingest --realistic work/bench/realistic/realistic_50mb.jsonl.zst --sources one --workers 1 --repeat 3
 $PY -m bench.ingest --mb 400 --shards 8 --corpus work/bench/ingest-400
 $PY -m bench.parity_datatrove --mb 20
 $PY -m bench.taggers --mb 10

@@ -37,7 +37,7 @@ def _q(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _files(paths) -> str:
+def file_list(paths) -> str:
     """A DuckDB list of exact file paths: a workdir whose path holds glob characters ('[', '*',
     '?') must not be read through a glob pattern."""
     return "[" + ", ".join(_q(p) for p in sorted(paths)) + "]"
@@ -81,7 +81,7 @@ def connect(
         f"""CREATE VIEW documents AS
         SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
                file_row_number AS "row"
-        FROM read_parquet({_files(documents_dir(wd).glob("*/part-*.parquet"))}, filename=true, file_row_number=true)"""
+        FROM read_parquet({file_list(documents_dir(wd).glob("*/part-*.parquet"))}, filename=true, file_row_number=true)"""
     )
     joins, columns = [], []
     for tagger in list_taggers(wd):
@@ -93,7 +93,7 @@ def connect(
             f"""CREATE VIEW {name} AS
             SELECT * EXCLUDE (filename, file_row_number), {_DIR} AS source_dir, {_PART} AS part,
                    file_row_number AS "row"
-            FROM read_parquet({_files(parts)}, filename=true, file_row_number=true, union_by_name=true)"""
+            FROM read_parquet({file_list(parts)}, filename=true, file_row_number=true, union_by_name=true)"""
         )
         cols = [
             c
@@ -110,12 +110,12 @@ def connect(
             p for p in mixes.iterdir() if p.is_dir() and list(p.glob("part-*.parquet"))
         ):
             con.execute(
-                f"CREATE VIEW {_ident('mix_' + m.name)} AS SELECT * FROM read_parquet({_files(m.glob('part-*.parquet'))})"
+                f"CREATE VIEW {_ident('mix_' + m.name)} AS SELECT * FROM read_parquet({file_list(m.glob('part-*.parquet'))})"
             )
     quarantined = list(quarantine_dir(wd).glob("*/part-*.jsonl"))
     if quarantined:
         con.execute(
-            f"""CREATE VIEW quarantine AS SELECT * FROM read_json({_files(quarantined)},
+            f"""CREATE VIEW quarantine AS SELECT * FROM read_json({file_list(quarantined)},
             format='newline_delimited', columns={{src_file: 'VARCHAR', src_line: 'BIGINT', reason: 'VARCHAR', raw: 'VARCHAR'}})"""
         )
     return con

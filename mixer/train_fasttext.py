@@ -29,7 +29,7 @@ import duckdb
 from mixer import fasttext_model
 from mixer.errors import MixerError
 from mixer.schema import attributes_dir, documents_dir, list_taggers
-from mixer.sql_views import safe_connect
+from mixer.sql_views import file_list, safe_connect
 
 FETCH_ROWS = 4096
 MAX_TEST_DOCS = 100_000
@@ -47,8 +47,8 @@ def _sql_str(value: str) -> str:
 
 
 def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
-    docs_glob = documents_dir(workdir) / "*" / "part-*.parquet"
-    if not any(documents_dir(workdir).glob("*/part-*.parquet")):
+    docs = sorted(documents_dir(workdir).glob("*/part-*.parquet"))  # exact paths: no globbing
+    if not docs:
         raise MixerError(f"no documents under {documents_dir(workdir)}: run `mixer ingest` first")
     # recipe SQL runs here: files outside documents/ and attributes/ are out of reach
     con = safe_connect([documents_dir(workdir), attributes_dir(workdir)])
@@ -56,17 +56,17 @@ def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
     con.execute(
         "CREATE VIEW documents AS SELECT * EXCLUDE (filename), "
         f"regexp_extract(filename, '([^/]+)/part-[0-9]+[.]parquet$', 1) AS source_dir "
-        f"FROM read_parquet({_sql_str(docs_glob)}, filename = true)"
+        f"FROM read_parquet({file_list(docs)}, filename = true)"
     )
     joins = []
     for i, tagger in enumerate(list_taggers(workdir)):
-        if not any(attributes_dir(workdir, tagger).glob("*/part-*.parquet")):
+        parts = sorted(attributes_dir(workdir, tagger).glob("*/part-*.parquet"))
+        if not parts:
             continue
-        pattern = attributes_dir(workdir, tagger) / "*" / "part-*.parquet"
         con.execute(
             f"CREATE VIEW attr_{i} AS SELECT * EXCLUDE (filename), "
             f"regexp_extract(filename, '([^/]+)/part-[0-9]+[.]parquet$', 1) AS source_dir "
-            f"FROM read_parquet({_sql_str(pattern)}, filename = true)"
+            f"FROM read_parquet({file_list(parts)}, filename = true, union_by_name = true)"
         )
         joins.append(f"LEFT JOIN attr_{i} USING (source_dir, id)")
     con.execute("CREATE VIEW docs AS SELECT * FROM documents " + " ".join(joins))
