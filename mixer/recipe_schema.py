@@ -128,7 +128,7 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
         "min_count": ("int", 1),
         "bucket": ("int", 0),
         "thread": ("int", 1),
-        "max_docs": ("int", 1),
+        "max_docs": ("int", 0),  # 0: no cap
         "test_fraction": ("number", 0.0, 1.0, False),
         "loss": ("choice", FASTTEXT_LOSSES),
         "label_positive": "str",
