@@ -739,9 +739,6 @@ class MixSelectStage(Stage):
         self.manifest_path = mix_manifest_path(self.workdir, recipe.name)
         self._summary: dict | None = None
 
-    def setup(self, ctx) -> None:
-        clean_temporaries(self.out_dir)  # parts a killed run left half-written
-
     def _stats_path(self) -> Path:
         return _mix_state(self.workdir, self.recipe.name) / "stats.json"
 

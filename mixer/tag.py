@@ -31,7 +31,6 @@ from mixer.schema import (
     list_sources,
     part_index,
     part_name,
-    source_dir_name,
     state_dir,
 )
 from mixer.stage import Stage, Task, tree_fingerprint

@@ -246,8 +246,10 @@ def _mix_fingerprint(mix_dir: str) -> list:
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in list_parts(mix_dir)]
 
 
-class EncodeStage(Stage):
-    name = "tokenize.encode"
+class _TokenizeStage(Stage):
+    """What both tokenize stages share: they read the mix and the tokenizer, and count as done
+    when the whole group is (tokens.json and every file it names)."""
+
     group = "tokenize"
 
     def __init__(self, workdir: str | Path, config: TokenizeConfig):
@@ -258,8 +260,11 @@ class EncodeStage(Stage):
         return {"mix": _mix_fingerprint(c.mix_dir), "tokenizer": c.tokenizer_sha256}
 
     def outputs(self) -> list[Path]:
-        # Done when the whole group finished: tokens.json and the files it names.
         return _final_outputs(self.config)
+
+
+class EncodeStage(_TokenizeStage):
+    name = "tokenize.encode"
 
     def setup(self, ctx) -> None:
         self._echo = ctx.echo  # the driver's; not sent to workers (see __getstate__)
@@ -818,19 +823,8 @@ def _safe_name(name: str) -> bool:
     return not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
 
 
-class WriteStage(Stage):
+class WriteStage(_TokenizeStage):
     name = "tokenize.write"
-    group = "tokenize"
-
-    def __init__(self, workdir: str | Path, config: TokenizeConfig):
-        super().__init__(workdir, config)
-
-    def input_fingerprint(self):
-        c = self.config
-        return {"mix": _mix_fingerprint(c.mix_dir), "tokenizer": c.tokenizer_sha256}
-
-    def outputs(self) -> list[Path]:
-        return _final_outputs(self.config)
 
     def _plan(self) -> dict:
         plan = read_json(_tmp(self.config) / "plan.json")
