@@ -188,83 +188,25 @@ def make_executor(kind: str = "local", workers: int | None = None, address: str 
     raise MixerError(f"unknown executor {kind!r} (local or ray)")
 
 
-# ------------------------------------------------------------------ the module-level bridge
-# Older stage functions call `run_tasks` directly. They use the executor object set by `use`
-# (the runner sets it from its RunContext around those calls) or by `configure`. New code
-# takes the executor from RunContext and never reads these.
+# ------------------------------------------------------------------ single-stage commands
+# `mixer run` hands its executor to every stage through RunContext. The thin wrappers a
+# single-stage command calls (ingest(), run_dedup(), tag_workdir(), ...) take it from `use`.
 
-_settings = {"kind": "local", "address": None}
 _current: list = [None]  # the Executor object `use` set, if any
-_last_init: list = [None]  # the initializer call this process last ran
-
-
-def configure(kind: str = "local", address: str | None = None) -> None:
-    """Choose the executor for the stages that follow (kept for callers of `run_tasks`)."""
-    if kind not in ("local", "ray"):
-        raise MixerError(f"unknown executor {kind!r} (local or ray)")
-    _settings.update(kind=kind, address=address)
-    _current[0] = None
 
 
 @contextmanager
 def use(executor: Executor):
-    """Make `executor` the one `run_tasks` uses inside this block."""
-    before = _current[0], dict(_settings)
+    """Make `executor` the one the stage wrappers (ingest(), run_dedup(), tag_workdir(), ...)
+    run on inside this block: what `--executor` chose for a single-stage command."""
+    before = _current[0]
     _current[0] = executor
-    _settings.update(
-        kind="ray" if isinstance(executor, RayExecutor) else "local",
-        address=getattr(executor, "address", None),
-    )
     try:
         yield executor
     finally:
-        _current[0] = before[0]
-        _settings.clear()
-        _settings.update(before[1])
-
-
-def current_kind() -> str:
-    return _settings["kind"]
+        _current[0] = before
 
 
 def current_executor(workers: int | None = None) -> Executor:
-    """The executor `run_tasks` would use now."""
-    if _current[0] is not None:
-        return _current[0]
-    return make_executor(_settings["kind"], workers, _settings["address"])
-
-
-def _call(fn, args, initializer, initargs):
-    # Runs inside a worker (Ray task or pool process): initialise once per process and settings.
-    if initializer is not None:
-        key = (initializer.__module__, initializer.__name__, repr(initargs))
-        if _last_init[0] != key:
-            initializer(*initargs)
-            _last_init[0] = key
-    return fn(*args)
-
-
-def run_tasks(
-    fn: Callable,
-    tasks: list[tuple],
-    workers: int | None = None,
-    initializer: Callable | None = None,
-    initargs: tuple = (),
-) -> Iterator:
-    """Yield fn(*task) for each task, in task order."""
-    if not tasks:
-        return
-    if _settings["kind"] == "ray":
-        ex = current_executor(workers)
-        ex._name = getattr(fn, "__module__", "mixer").rsplit(".", 1)[-1]
-        yield from ex._map(_call, [(fn, t, initializer, initargs) for t in tasks])
-        return
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    if workers == 1:
-        for t in tasks:
-            yield _call(fn, t, initializer, initargs)
-        return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-        futures = [ex.submit(_call, fn, t, initializer, initargs) for t in tasks]
-        for f in futures:
-            yield f.result()
+    """The executor a stage wrapper runs on: the one `use` set, else a local pool of `workers`."""
+    return _current[0] if _current[0] is not None else LocalExecutor(workers)

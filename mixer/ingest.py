@@ -1067,10 +1067,10 @@ def ingest(
 ) -> dict:
     """Ingest shards into `workdir` (one source: `source`, or each document's own). Returns the
     summary (this run's inputs; the whole workdir's is in state/ingest.json)."""
-    from mixer.executor import _settings, make_executor
+    from mixer.executor import current_executor
 
     stage = IngestStage(workdir, [IngestSource(source, list(inputs), fields or FieldMap())], prune)
-    executor = make_executor(_settings["kind"], workers, _settings["address"])
+    executor = current_executor(workers)
     ctx = RunContext(Path(workdir), executor, progress, echo or (lambda _msg: None))
     summary = run_stage(stage, ctx)
     if stage._run_token is None:  # the whole stage was up to date

@@ -48,7 +48,7 @@ def test_ray_executor_matches_local(tmp_path: Path):
     on_ray = tmp_path / "ray"
     ex = executor.RayExecutor(workers=2)  # a local Ray instance
     try:
-        with executor.use(ex):  # ingest's own parallel map, until it is a stage object
+        with executor.use(ex):  # what `mixer ingest --executor ray` does
             summary = ingest([str(raw)], on_ray, workers=2, progress=False)
         tag_workdir(on_ray, ["fineweb"], progress=False, executor=ex)
     finally:

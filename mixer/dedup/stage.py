@@ -21,7 +21,7 @@ from mixer.dedup.stages import (
     dedup_stages,
     signature_floor,
 )
-from mixer.executor import Executor, LocalExecutor, RayExecutor, current_kind
+from mixer.executor import Executor, LocalExecutor, _current, current_executor
 from mixer.io import read_json
 from mixer.schema import state_dir
 from mixer.stage import RunContext, run_stage
@@ -90,11 +90,8 @@ def execute_dedup(
 
     own = None
     if executor is None:
-        if current_kind() == "ray":  # `mixer --executor ray dedup ...`
-            from mixer.executor import _settings
-
-            executor = RayExecutor(_settings["address"], workers)
-        else:
+        executor = current_executor(workers)  # `mixer --executor ray dedup ...` sets Ray
+        if isinstance(executor, LocalExecutor) and executor is not _current[0]:
             w = workers or LocalExecutor().workers
             if w > 1 and _documents_bytes(workdir) < POOL_MIN_BYTES:
                 w = 1  # starting workers costs more than they save on a small corpus
