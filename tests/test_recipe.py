@@ -226,19 +226,6 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("old,new,message,line_key", ERRORS, ids=[e[2][:40] for e in ERRORS])
-def test_recipe_errors_name_file_line_and_key(tmp_path, old, new, message, line_key):
-    assert old in BASE
-    text = BASE.replace(old, new, 1)
-    path = write(tmp_path, text)
-    with pytest.raises(MixerError) as e:
-        load_recipe(path)
-    msg = str(e.value)
-    assert message in msg, msg
-    assert "\n" not in msg
-    assert msg.startswith(f"{path}:{line_of(text, line_key)}:"), msg
-
-
 def test_invalid_yaml_and_missing_file(tmp_path):
     with pytest.raises(MixerError, match="recipe not found"):
         load_recipe(tmp_path / "nope.yaml")
@@ -362,15 +349,18 @@ TYPED = [
 ]
 
 
-@pytest.mark.parametrize("old,new,message,line_key", TYPED, ids=[t[2][:40] for t in TYPED])
-def test_values_are_checked_by_type_and_range(tmp_path, old, new, message, line_key):
+@pytest.mark.parametrize(
+    "old,new,message,line_key", ERRORS + TYPED, ids=[e[2][:40] for e in ERRORS + TYPED]
+)
+def test_recipe_errors_name_file_line_and_key(tmp_path, old, new, message, line_key):
     assert old in BASE
     text = BASE.replace(old, new, 1)
     path = write(tmp_path, text)
     with pytest.raises(MixerError) as e:
         load_recipe(path)
     msg = str(e.value)
-    assert message in msg and "\n" not in msg, msg
+    assert message in msg, msg
+    assert "\n" not in msg
     assert msg.startswith(f"{path}:{line_of(text, line_key)}:"), msg
 
 

@@ -284,21 +284,6 @@ def _ratio_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(len(a)), where=b != 0)
 
 
-def _greedy_dup_chars(positions, keys, chars, n: int) -> int:
-    """datatrove's scan over the positions of repeated n-grams (see ts.duplicate_ngram_chars)."""
-    seen: set[int] = set()
-    next_visit = total = 0
-    for p, k, c in zip(positions, keys, chars, strict=True):
-        if p < next_visit:
-            continue
-        if k in seen:
-            total += c
-            next_visit = p + n
-        else:
-            seen.add(k)
-    return total
-
-
 def batch_features(
     texts: list[str], words: list[list[str]], stop_words: frozenset, variant: str
 ) -> dict[str, np.ndarray]:
@@ -414,7 +399,7 @@ def batch_features(
                     gram_chars = csum[pos + n] - csum[pos]
                     bounds = np.flatnonzero(np.r_[True, ds[1:] != ds[:-1], True])
                     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                        dup[ds[a]] = _greedy_dup_chars(
+                        dup[ds[a]] = ts.greedy_duplicate_chars(
                             pos[a:b].tolist(), ks[a:b].tolist(), gram_chars[a:b].tolist(), n
                         )
             out[f"dup_{n}gram_char_frac"] = _ratio_arr(dup, n_chars)

@@ -264,12 +264,17 @@ def duplicate_ngram_chars(keys: np.ndarray, char_lengths: np.ndarray, n: int) ->
     repeated_pos = np.flatnonzero(counts[keys] > 1)
     if len(repeated_pos) == 0:
         return 0
+    return greedy_duplicate_chars(
+        repeated_pos.tolist(), keys[repeated_pos].tolist(), char_lengths[repeated_pos].tolist(), n
+    )
+
+
+def greedy_duplicate_chars(positions, keys, chars, n: int) -> int:
+    """The left-to-right scan of `duplicate_ngram_chars` over candidate positions (ascending),
+    their n-gram keys and character lengths."""
     seen: set[int] = set()
-    next_visit = 0
-    total = 0
-    rep_keys = keys[repeated_pos].tolist()
-    rep_lens = char_lengths[repeated_pos].tolist()
-    for p, k, c in zip(repeated_pos.tolist(), rep_keys, rep_lens, strict=True):
+    next_visit = total = 0
+    for p, k, c in zip(positions, keys, chars, strict=True):
         if p < next_visit:
             continue
         if k in seen:
