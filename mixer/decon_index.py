@@ -475,12 +475,49 @@ class DeconIndexStage(Stage):
         return [self.out]
 
     def tasks(self):
-        return [Task("build", args=self._files(), fingerprint=self.input_fingerprint())]
+        return [
+            Task(
+                "build",
+                args=self._files(),
+                fingerprint=self.input_fingerprint(),
+                outputs=(str(self.out),),
+            )
+        ]
 
     def run_task(self, task):
         settings = {k: v for k, v in self.config.items() if k != "eval_sets"}
         m = build_index(task.args, str(self.out), **settings)
-        return {k: m[k] for k in ("ngrams", "records") if k in m}
+        return {k: v for k, v in m.items() if isinstance(v, int) and not isinstance(v, bool)} | {
+            "eval_files": len(m["eval_files"])
+        }
 
     def finish(self, results):
         return results[0]
+
+
+def run_decon_index(
+    eval_sets: list[str],
+    out: str | Path,
+    settings: dict | None = None,
+    workdir: str | Path | None = None,
+    executor=None,
+    echo=None,
+) -> tuple[dict, bool]:
+    """`mixer decon-index`: run DeconIndexStage on `executor` (default: one local process)
+    under the lock of `workdir` (default: the folder of `out`), whose state/ records the build,
+    so an unchanged rebuild is skipped. Returns (the stage's counts, skipped)."""
+    from mixer.executor import LocalExecutor
+    from mixer.stage import RunContext, run_stage, workdir_lock
+
+    out = Path(out)
+    wd = Path(workdir) if workdir is not None else out.parent
+    stage = DeconIndexStage(wd, list(eval_sets), out, dict(settings or {}))
+    stage._files()  # a missing evaluation set: one line, before the lock creates anything
+    ctx = RunContext(wd, executor or LocalExecutor(1), False, echo or (lambda _m: None))
+    try:
+        with workdir_lock(wd):
+            result = run_stage(stage, ctx)
+    finally:
+        if executor is None:
+            ctx.executor.close()
+    return result, ctx.stats[stage.name]["skipped"]

@@ -102,16 +102,20 @@ class StagesLater(Stage):
 
 
 class TokenizerStage(Stage):
-    """Train the run's BPE tokenizer on its documents (one task) unless the recipe names one."""
+    """Train the run's BPE tokenizer on its documents (one task) unless the recipe names one.
+    `mixer train-tokenizer` gives `inputs` (Parquet files or folders) instead of documents/."""
 
     name = group = "tokenizer"
 
-    def __init__(self, workdir, out: Path, settings: dict):
+    def __init__(self, workdir, out: Path, settings: dict, inputs: list[str] | None = None):
         super().__init__(workdir, settings)
         self.out = Path(out)
+        self.inputs = [str(documents_dir(self.workdir))] if inputs is None else list(inputs)
 
     def input_fingerprint(self):
-        return tree_fingerprint(documents_dir(self.workdir))
+        from mixer.train_tokenizer import find_parquet_inputs
+
+        return tree_fingerprint(*find_parquet_inputs(self.inputs))
 
     def outputs(self):
         return [self.out]
@@ -122,15 +126,15 @@ class TokenizerStage(Stage):
     def run_task(self, task):
         from mixer.train_tokenizer import train_tokenizer
 
-        info = train_tokenizer([str(documents_dir(self.workdir))], str(self.out), **self.config)
-        return {k: v for k, v in info.items() if isinstance(v, int | float | str)}
+        return train_tokenizer(self.inputs, str(self.out), **self.config)
 
     def finish(self, results):
         return results[0]
 
 
 class TrainFastTextStage(Stage):
-    """Train one fastText classifier from labelled documents of the workdir (one task)."""
+    """Train one fastText classifier from labelled documents of the workdir (one task).
+    `mixer train-fasttext` runs it too, named after its model file."""
 
     group = "train-fasttext"
 
@@ -147,10 +151,13 @@ class TrainFastTextStage(Stage):
         )
 
     def outputs(self):
-        return [self.out]
+        from mixer.train_fasttext import metrics_path_for
+
+        return [self.out, metrics_path_for(self.out)]
 
     def tasks(self):
-        return [Task("train", fingerprint=self.input_fingerprint(), outputs=(str(self.out),))]
+        outputs = tuple(str(p) for p in self.outputs())
+        return [Task("train", fingerprint=self.input_fingerprint(), outputs=outputs)]
 
     def run_task(self, task):
         from mixer.train_fasttext import train_from_workdir

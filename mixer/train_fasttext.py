@@ -46,10 +46,15 @@ def _sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
+def _document_parts(workdir: Path) -> list[Path]:
     docs = sorted(documents_dir(workdir).glob("*/part-*.parquet"))  # exact paths: no globbing
     if not docs:
         raise MixerError(f"no documents under {documents_dir(workdir)}: run `mixer ingest` first")
+    return docs
+
+
+def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
+    docs = _document_parts(workdir)
     # recipe SQL runs here: files outside documents/ and attributes/ are out of reach
     con = safe_connect([documents_dir(workdir), attributes_dir(workdir)])
     # joined on the folder (a source string may have a derived folder name: schema.source_dir_name)
@@ -296,3 +301,38 @@ def evaluate(model_path: str | Path, test: list[tuple[str, int]], names: list[st
         "support": support,
         "macro_f1": sum(f1[n] for n in present) / len(present) if present else None,
     }
+
+
+def run_train_fasttext(
+    workdir: str | Path,
+    out: str | Path,
+    spec: dict,
+    seed: int = 0,
+    executor=None,
+    echo=None,
+) -> tuple[dict, bool]:
+    """`mixer train-fasttext`: run TrainFastTextStage (the `train-fasttext.<name>` stage of
+    `mixer run`, named after the model file) on `executor` (default: one local process) under
+    the workdir lock; `spec` holds train_from_workdir's keywords. An unchanged retraining (same
+    documents, attributes, selections and settings) is skipped. Returns (the held-out metrics
+    stored beside the model, skipped)."""
+    import re
+
+    from mixer.executor import LocalExecutor
+    from mixer.pipeline import TrainFastTextStage
+    from mixer.stage import RunContext, run_stage, workdir_lock
+
+    workdir = Path(workdir)
+    _document_parts(workdir)  # none: one line, before the lock creates state/
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(out).stem) or "model"
+    stage = TrainFastTextStage(workdir, name, Path(out), spec, seed, list_taggers(workdir))
+    ctx = RunContext(workdir, executor or LocalExecutor(1), False, echo or (lambda _m: None))
+    try:
+        with workdir_lock(workdir):
+            run_stage(stage, ctx)
+    finally:
+        if executor is None:
+            ctx.executor.close()
+    metrics = json.loads(metrics_path_for(out).read_text())
+    metrics["metrics_file"] = str(metrics_path_for(out))
+    return metrics, ctx.stats[stage.name]["skipped"]

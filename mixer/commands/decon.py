@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from mixer.decon_index import DEFAULT_MIN_WORDS, DEFAULT_NGRAM, build_index
+from mixer.commands.options import executor_options
+from mixer.decon_index import DEFAULT_MIN_WORDS, DEFAULT_NGRAM
 
 
 @click.command("decon-index")
@@ -29,20 +30,37 @@ from mixer.decon_index import DEFAULT_MIN_WORDS, DEFAULT_NGRAM, build_index
     help="Evaluation texts shorter than --ngram words become one n-gram of their own length; "
     "texts shorter than this are skipped (a 1-word gram would match almost everything).",
 )
-def decon_index(eval_sets, out, ngram, fields, min_words):
+@click.option(
+    "--workdir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Workdir whose state/ records the build (up-to-date checks, the lock); "
+    "default: the folder of --out.",
+)
+@executor_options
+def decon_index(eval_sets, out, ngram, fields, min_words, workdir, executor):
     """Build a decontamination index from evaluation JSONL files (.jsonl, .gz, .zst).
 
     EVAL_SETS are files, folders (every .jsonl inside) or globs. Text is lowercased,
     punctuation and symbols deleted and split on whitespace; every --ngram-word n-gram is
     hashed into a sorted uint64 array (8 bytes per n-gram) in one file at --out. Use it with
-    `mixer tag WORKDIR --taggers decon --set decon.index=INDEX`.
+    `mixer tag WORKDIR --taggers decon --set decon.index=INDEX`. Runs as the `decon-index`
+    stage of `mixer run`: a rebuild with the same files and settings is skipped.
     """
-    manifest = build_index(eval_sets, out, ngram=ngram, fields=fields, min_words=min_words)
+    from mixer.decon_index import run_decon_index
+
+    settings = {"ngram": ngram, "fields": fields, "min_words": min_words}
+    try:
+        m, _ = run_decon_index(
+            list(eval_sets), out, settings, workdir=workdir, executor=executor, echo=click.echo
+        )
+    finally:
+        executor.close()
     click.echo(
-        f"{out}: {manifest['ngrams']:,} {ngram}-grams from {manifest['records']:,} records in "
-        f"{len(manifest['eval_files'])} file(s); {manifest['short_texts']:,} short texts kept "
-        f"whole, {manifest['skipped_short']:,} under {min_words} words and "
-        f"{manifest['empty_texts']:,} empty skipped"
+        f"{out}: {m['ngrams']:,} {ngram}-grams from {m['records']:,} records in "
+        f"{m['eval_files']} file(s); {m['short_texts']:,} short texts kept "
+        f"whole, {m['skipped_short']:,} under {min_words} words and "
+        f"{m['empty_texts']:,} empty skipped"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from mixer.commands.options import executor_options, quiet_option, workers_option
 from mixer.dedup.clusters import DEFAULT_KEEP_RULE, KEEP_RULES
 from mixer.dedup.minhash import SCHEMES
 from mixer.dedup.stage import DEFAULT_MEMORY_LIMIT, DEFAULT_SEED, run_dedup
@@ -146,11 +147,13 @@ def print_dedup_summary(stats: dict) -> None:
     show_default=True,
     help="Memory for one grouping task: the band keys are split into as many partitions as needed to fit.",
 )
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@workers_option
+@executor_options
+@quiet_option
 def dedup_command(
     workdir, sources, exact, exact_field, minhash, ngram, num_perm, bands, rows, threshold, verify,
-    no_signature_check, paragraphs, keep_rule, seed, scheme, memory_limit, workers, quiet,
+    no_signature_check, paragraphs, keep_rule, seed, scheme, memory_limit, workers, executor,
+    quiet,
 ):  # fmt: skip
     """Find exact and near-duplicate documents in WORKDIR/documents and write
     WORKDIR/attributes/dedup/<source>/part-*.parquet (dedup__exact_cluster,
@@ -163,29 +166,34 @@ def dedup_command(
         exact = minhash = True
     if not 0.0 < threshold < 1.0:
         raise MixerError(f"--threshold must be between 0 and 1 (got {threshold})")
-    if workers is not None and workers < 1:
-        raise MixerError(f"--workers must be at least 1 (got {workers})")
-    stats = run_dedup(
-        workdir,
-        sources=_sources(sources),
-        exact=exact,
-        exact_field=exact_field,
-        minhash=minhash,
-        ngram=ngram,
-        num_perm=num_perm,
-        bands=bands,
-        rows=rows,
-        threshold=threshold,
-        verify=verify,
-        paragraphs=paragraphs,
-        keep_rule=keep_rule,
-        workers=workers,
-        progress=not quiet,
-        seed=seed,
-        scheme=scheme,
-        memory_limit=memory_limit,
-        signature_check=not no_signature_check,
-    )
+    from mixer.executor import use
+    from mixer.stage import workdir_lock
+
+    try:
+        with workdir_lock(workdir), use(executor):
+            stats = run_dedup(
+                workdir,
+                sources=_sources(sources),
+                exact=exact,
+                exact_field=exact_field,
+                minhash=minhash,
+                ngram=ngram,
+                num_perm=num_perm,
+                bands=bands,
+                rows=rows,
+                threshold=threshold,
+                verify=verify,
+                paragraphs=paragraphs,
+                keep_rule=keep_rule,
+                workers=workers,
+                progress=not quiet,
+                seed=seed,
+                scheme=scheme,
+                memory_limit=memory_limit,
+                signature_check=not no_signature_check,
+            )
+    finally:
+        executor.close()
     print_dedup_summary(stats)
 
 

@@ -125,13 +125,18 @@ def tag_command(workdir, taggers, workers, executor, sources, sets, quiet):
 @click.option(
     "--bucket", default=None, type=int, help="fastText n-gram hash buckets (default 2,000,000)."
 )
+@executor_options
 def train_fasttext_command(
     workdir, positive, negative, label_sqls, out, label_positive, label_negative, text_field,
     test_fraction, seed, label_column, max_docs, preset, epoch, lr, word_ngrams, dim, bucket,
+    executor,
 ):  # fmt: skip
     """Train a fastText classifier from WORKDIR's documents selected by SQL; print held-out
-    precision/recall and write the model (DCLM-like bigram settings by default)."""
-    from mixer.train_fasttext import train_from_workdir
+    precision/recall and write the model (DCLM-like bigram settings by default).
+
+    Runs as the `train-fasttext.<model file name>` stage of `mixer run`: a rerun with the same
+    documents, attributes, selections and settings is skipped."""
+    from mixer.train_fasttext import run_train_fasttext
 
     labels = None
     if label_sqls:
@@ -143,33 +148,20 @@ def train_fasttext_command(
             if not sep or not name.strip() or not sql.strip():
                 raise MixerError(f"--label {item!r}: expected NAME=SQL")
             labels[name.strip()] = sql
-    hyper = {
-        k: v
-        for k, v in {
-            "epoch": epoch,
-            "lr": lr,
-            "word_ngrams": word_ngrams,
-            "dim": dim,
-            "bucket": bucket,
-        }.items()
-        if v is not None
-    }
-    m = train_from_workdir(
-        workdir,
-        positive,
-        negative,
-        out,
-        labels=labels,
-        label_column=label_column,
-        preset=preset,
-        label_positive=label_positive,
-        label_negative=label_negative,
-        text_field=text_field,
-        test_fraction=test_fraction,
-        seed=seed,
-        max_docs=max_docs,
-        **hyper,
-    )
+    spec = {
+        "positive": positive, "negative": negative, "labels": labels,
+        "label_column": label_column, "preset": preset, "label_positive": label_positive,
+        "label_negative": label_negative, "text_field": text_field,
+        "test_fraction": test_fraction, "max_docs": max_docs, "epoch": epoch, "lr": lr,
+        "word_ngrams": word_ngrams, "dim": dim, "bucket": bucket,
+    }  # fmt: skip
+    try:
+        m, _ = run_train_fasttext(
+            workdir, out, {k: v for k, v in spec.items() if v is not None}, seed,
+            executor=executor, echo=click.echo,
+        )  # fmt: skip
+    finally:
+        executor.close()
     sel = ", ".join(f"{k}: {v}" for k, v in m["selected"].items())
     click.echo(
         f"selected documents: {sel}; trained on {m['train']['examples']}, held out {m['test_docs']}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mixer.commands.options import executor_options
+
 
 @click.command("tokenize")
 @click.argument("mix_dir", type=click.Path(file_okay=False, path_type=str))
@@ -166,26 +168,36 @@ def verify_tokens_cmd(tokens_dir, mix_dir, tokenizer_path, samples, seed, quiet)
     help="Comma-separated special tokens; they take ids 0, 1, ... in this order.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the document sample.")
+@click.option(
+    "--workdir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Workdir whose state/ records the training (up-to-date checks, the lock); "
+    "default: the folder of --out.",
+)
+@executor_options
 def train_tokenizer_cmd(
-    inputs, out_path, vocab_size, max_docs, max_bytes, min_frequency, special_tokens, seed
-):
+    inputs, out_path, vocab_size, max_docs, max_bytes, min_frequency, special_tokens, seed,
+    workdir, executor,
+):  # fmt: skip
     """Train a byte-level BPE tokenizer from a mix folder, a workdir or Parquet files.
 
     INPUTS are part-*.parquet files or folders holding them (a workdir is read through its
     documents/ folder). Deterministic: the same documents and settings give the same file.
+    Runs as the `tokenizer` stage of `mixer run`: unchanged inputs and settings are skipped.
     """
-    from mixer.train_tokenizer import train_tokenizer
+    from mixer.train_tokenizer import run_train_tokenizer
 
-    r = train_tokenizer(
-        list(inputs),
-        out_path,
-        vocab_size=vocab_size,
-        max_docs=max_docs,
-        seed=seed,
-        min_frequency=min_frequency,
-        max_bytes=max_bytes,
-        special_tokens=special_tokens,
-    )
+    settings = {
+        "vocab_size": vocab_size, "max_docs": max_docs, "seed": seed,
+        "min_frequency": min_frequency, "max_bytes": max_bytes, "special_tokens": special_tokens,
+    }  # fmt: skip
+    try:
+        r, _ = run_train_tokenizer(
+            list(inputs), out_path, settings, workdir=workdir, executor=executor, echo=click.echo
+        )
+    finally:
+        executor.close()
     specials = ", ".join(f"{k}={v}" for k, v in r["special_tokens"].items())
     click.echo(
         f"{r['vocab_size']:,} ids ({specials}) from {r['documents']:,} documents -> {r['path']}"

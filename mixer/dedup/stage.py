@@ -90,12 +90,16 @@ def execute_dedup(
 
     own = None
     if executor is None:
-        executor = current_executor(workers)  # `mixer --executor ray dedup ...` sets Ray
-        if isinstance(executor, LocalExecutor) and executor is not _current[0]:
-            w = workers or LocalExecutor().workers
-            if w > 1 and _documents_bytes(workdir) < POOL_MIN_BYTES:
-                w = 1  # starting workers costs more than they save on a small corpus
-            executor = own = LocalExecutor(w)
+        given = current_executor(workers)  # `mixer dedup --executor ...` sets it through use()
+        small = (
+            isinstance(given, LocalExecutor)
+            and given._pool is None
+            and given.workers > 1
+            and _documents_bytes(workdir) < POOL_MIN_BYTES
+        )  # starting workers costs more than they save on a small corpus
+        executor = LocalExecutor(1) if small else given
+        if small or given is not _current[0]:
+            own = executor
     ctx = RunContext(Path(workdir), executor, progress, echo)
     try:
         stats = None
