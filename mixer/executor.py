@@ -137,10 +137,28 @@ class RayExecutor(Executor):
             opts = remote.options(scheduling_strategy="SPREAD", name=name)
             refs = [opts.remote(*args) for args in arglists]
         for ref in refs:
-            yield ray.get(ref)
+            yield _ray_get(ray, ref, name)
 
     def describe(self) -> str:
         return f"Ray ({self.address or 'local instance'})"
+
+
+def _ray_get(ray, ref, name: str):
+    """A task's result. Its own MixerError comes back as raised (one line, not Ray's remote
+    traceback); a task Ray lost beyond its retries (its worker or node died) is a one-line
+    MixerError: a rerun resumes, since every finished task is recorded."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, MixerError):
+            raise e.cause from None
+        raise
+    except ray.exceptions.RayError as e:
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise MixerError(
+            f"{name}: a Ray task was lost ({type(e).__name__}: {why}); "
+            "run the same command again to resume (finished tasks are kept)"
+        ) from None
 
 
 def _task_nodes(ray) -> list[tuple[str, float]]:

@@ -1086,6 +1086,12 @@ class WriteStage(_DedupStage):
     def input_fingerprint(self) -> Any:
         return self.dir_fingerprint("resolve", "exact")
 
+    def setup(self, ctx) -> None:
+        super().setup(ctx)
+        # a task killed while writing (its worker or node lost) leaves a .tmp- file beside
+        # the part; the workdir lock says no other run writes here
+        clean_temporaries(attributes_dir(self.workdir, "dedup"))
+
     def outputs(self) -> list[Path]:
         return [self.attr_path(p) for p in self.plan["parts"]] + [self.state / "stats.json"]
 
