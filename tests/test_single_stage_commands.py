@@ -148,7 +148,7 @@ def test_ray_gives_the_local_bytes_and_a_rerun_is_skipped(command, root, local_r
     assert f"{stage} running 1 of 1 task(s)" in out and _bytes(on_ray) == _bytes(local)
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, "dedup"])
+@pytest.mark.parametrize("command", [*COMMANDS, "dedup", "tokenize"])
 def test_help_shows_the_executor_options(command):
     out = _cli([command, "--help"])
     assert "--executor [local|ray]" in out and "--ray-address ADDR" in out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mixer.commands.options import executor_options
+from mixer.commands.options import executor_options, workers_option
 
 
 @click.command("tokenize")
@@ -23,7 +23,8 @@ from mixer.commands.options import executor_options
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the global document shuffle."
 )
-@click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+@workers_option
+@executor_options
 @click.option(
     "--max-tokens-per-part",
     type=int,
@@ -60,6 +61,7 @@ def tokenize_cmd(
     dtype,
     seed,
     workers,
+    executor,
     max_tokens_per_part,
     eos,
     eos_id,
@@ -80,24 +82,28 @@ def tokenize_cmd(
     """
     from mixer.tokenization import tokenize_mix
 
-    info = tokenize_mix(
-        mix_dir,
-        tokenizer_path,
-        out_dir,
-        dtype=dtype,
-        seed=seed,
-        workers=workers,
-        max_tokens_per_part=max_tokens_per_part,
-        eos=eos,
-        eos_id=eos_id,
-        bos=bos,
-        bos_id=bos_id,
-        progress=not quiet,
-        shuffle=not no_shuffle,
-        per_source=per_source,
-        engine=engine,
-        echo=None if quiet else click.echo,
-    )
+    try:
+        info = tokenize_mix(
+            mix_dir,
+            tokenizer_path,
+            out_dir,
+            dtype=dtype,
+            seed=seed,
+            workers=workers,
+            max_tokens_per_part=max_tokens_per_part,
+            eos=eos,
+            eos_id=eos_id,
+            bos=bos,
+            bos_id=bos_id,
+            progress=not quiet,
+            shuffle=not no_shuffle,
+            per_source=per_source,
+            engine=engine,
+            echo=None if quiet else click.echo,
+            executor=executor,
+        )
+    finally:
+        executor.close()
     click.echo(
         f"{info['documents']:,} documents, {info['total_tokens']:,} tokens ({info['dtype']}, "
         f"EOS id {info['eos_id']} {info['eos_token']!r}) in {len(info['parts'])} parts -> {out_dir}"
