@@ -154,7 +154,7 @@ def _ray_get(ray, ref, name: str):
             raise e.cause from None
         raise
     except ray.exceptions.RayError as e:
-        why = (str(e).strip().splitlines() or [""])[0]
+        why = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # Ray's first sentence
         raise MixerError(
             f"{name}: a Ray task was lost ({type(e).__name__}: {why}); "
             "run the same command again to resume (finished tasks are kept)"
@@ -188,6 +188,9 @@ def _ray_init(address: str | None, workers: int | None):
         import ray
     except ImportError:
         raise MixerError("--executor ray needs Ray: pip install 'mixer[ray]'") from None
+    # Every result is fetched, in task order; after the first failure the rest are dropped on
+    # purpose, and Ray would log each of them ("Unhandled error ...") under the one-line error.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)

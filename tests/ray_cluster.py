@@ -61,28 +61,32 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def add_worker_node(self, resource: str, timeout: float = 90) -> subprocess.Popen:
-        """A second node (1 CPU and the custom resource `resource`); returns once it is alive."""
-        before = self.alive_nodes()
+    def add_worker_node(self, resource: str, timeout: float = 120) -> subprocess.Popen:
+        """A node with 1 CPU and the custom resource `resource` (a name not used before);
+        returns once Ray's state API shows it alive. (Nodes started at the same moment on one
+        machine may collide: add them one at a time.)"""
         node = self.start_node(
             f"--address={self.address}", "--num-cpus=1", f'--resources={{"{resource}": 1}}'
         )
         deadline = time.time() + timeout
-        while self.alive_nodes() <= before:
+        while not any(resource in (n.resources_total or {}) for n in self.alive_nodes()):
             if time.time() > deadline or node.poll() is not None:
                 raise RuntimeError(f"the node with resource {resource} did not join")
             time.sleep(0.5)
         return node
 
-    def alive_nodes(self) -> int:
-        """Alive nodes, by Ray's state API (0 while the head's dashboard is not up)."""
+    def alive_nodes(self) -> list:
+        """Alive nodes, by Ray's state API (none while the head's dashboard is not up)."""
         from ray.util.state import list_nodes
 
         try:
-            nodes = list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])
+            return list_nodes(
+                address=self.dashboard,
+                filters=[("state", "=", "ALIVE")],
+                raise_on_missing_output=False,  # a dead node counts as "missing" there
+            )
         except Exception:  # noqa: BLE001 (not serving yet)
-            return 0
-        return len(nodes)
+            return []
 
 
 def processes(node: subprocess.Popen) -> dict[int, str]:
@@ -147,7 +151,7 @@ def ray_cluster(env_extra: dict | None = None, timeout: float = 90):
             f"--temp-dir={temp}",
         )  # fmt: skip
         deadline = time.time() + timeout
-        while cluster.alive_nodes() < 1:
+        while not cluster.alive_nodes():
             if time.time() > deadline or head.poll() is not None:
                 raise RuntimeError("the Ray head node did not start")
             time.sleep(0.5)

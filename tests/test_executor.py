@@ -96,9 +96,9 @@ def test_place_balances_weight_per_cpu():
 # ------------------------------------------------------------------ a node lost mid-dedup
 
 
-def _dedup_corpus(wd: Path, parts: int = 8, docs: int = 900, seed: int = 5) -> None:
-    """Documents of two sources with near-duplicates across parts: about 10 MB of Parquet,
-    so that dedup makes 8 signature tasks of a second or so each."""
+def _dedup_corpus(wd: Path, parts: int = 8, docs: int = 600, seed: int = 5) -> None:
+    """Documents of two sources with near-duplicates across parts: about 7 MB of Parquet, so
+    that dedup makes 8 signature tasks of half a second or more each."""
     import random
 
     import pyarrow as pa
@@ -155,10 +155,11 @@ def _dedup_outputs(wd: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_kill_9_of_a_worker_node_mid_dedup_then_a_rerun_gives_identical_output(tmp_path):
-    """Two Ray nodes on loopback run `mixer dedup`; the second node is SIGKILLed (all its
-    processes) while one of its workers runs a dedup task. The run either completes (Ray
-    retries the lost tasks on the head) or fails with one line; a rerun on the head alone then
-    gives the bytes of an undisturbed local run."""
+    """Two Ray nodes on loopback run `mixer dedup`; the second is SIGKILLed (every one of its
+    processes) while one of its workers runs a dedup task. With Ray's task retries (the
+    default) the run completes, the lost tasks redone on the head; with retries off
+    (RAY_TASK_MAX_RETRIES=0) it fails with one line and exit code 2, and the rerun resumes.
+    Either way a rerun on the head alone then holds the bytes of an undisturbed local run."""
     import shutil
     import subprocess
     import sys
@@ -172,40 +173,48 @@ def test_kill_9_of_a_worker_node_mid_dedup_then_a_rerun_gives_identical_output(t
 
     from mixer.cli import main
 
-    wd, local = tmp_path / "ray", tmp_path / "local"
-    _dedup_corpus(wd)
-    shutil.copytree(wd, local)
+    local = tmp_path / "local"
+    _dedup_corpus(local)
     r = CliRunner().invoke(main, ["dedup", str(local), "--quiet", "--workers", "1"])
     assert r.exit_code == 0, r.output
+    expected = _dedup_outputs(local)
 
     with ray_cluster(FAST_FAILURE_DETECTION) as cluster:
-        node2 = cluster.add_worker_node("node2")
-        cmd = [sys.executable, "-m", "mixer", "dedup", str(wd), "--quiet",
-               "--executor", "ray", "--ray-address", cluster.address]  # fmt: skip
-        log = tmp_path / "first.log"
-        with open(log, "wb") as f:
-            first = subprocess.Popen(cmd, env=cluster.env, stdout=f, stderr=subprocess.STDOUT)
-        try:
-            title = wait_for_task(node2, "ray::dedup.", 120, stop=lambda: first.poll() is not None)
-            assert title, "no dedup task ran on the second node"
-            t0 = time.time()
-            killed = kill_node(node2)
-            assert any("raylet" in c for c in killed), killed
-            rc = first.wait(timeout=120)  # not a hang
-        finally:
-            if first.poll() is None:
-                first.kill()
-        output = log.read_text()
-        print(
-            f"killed node 2 while it ran {title}; first run exit {rc} after {time.time() - t0:.1f}s"
-        )
-        if rc != 0:  # a lost task Ray could not retry: one line naming it, no traceback
-            assert "Traceback" not in output, output
-            assert output.strip().splitlines()[-1].startswith("error: "), output
-        second = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 0, second.stdout + second.stderr
-    assert not list(wd.rglob(".tmp-*")), "a temporary file of a killed task is left"
-    assert _dedup_outputs(wd) == _dedup_outputs(local)
+        for retries in ("0", None):
+            wd = tmp_path / f"ray-retries-{retries or 'default'}"
+            shutil.copytree(local / "documents", wd / "documents")
+            node2 = cluster.add_worker_node(f"node2-{retries or 'default'}")
+            cmd = [sys.executable, "-m", "mixer", "dedup", str(wd), "--quiet",
+                   "--executor", "ray", "--ray-address", cluster.address]  # fmt: skip
+            env = {**cluster.env, **({"RAY_TASK_MAX_RETRIES": retries} if retries else {})}
+            log = tmp_path / f"first-{retries or 'default'}.log"
+            with open(log, "wb") as f:
+                first = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            try:
+                title = wait_for_task(
+                    node2, "ray::dedup.", 120, lambda p=first: p.poll() is not None
+                )
+                assert title, "no dedup task ran on the second node"
+                t0 = time.time()
+                killed = kill_node(node2)
+                assert any("raylet" in c for c in killed), killed
+                rc = first.wait(timeout=120)  # not a hang
+            finally:
+                if first.poll() is None:
+                    first.kill()
+            output = log.read_text()
+            print(f"retries {retries or 'default'}: killed node 2 in {title}; exit {rc} "
+                  f"{time.time() - t0:.1f}s later; {output.strip().splitlines()[-1]}")  # fmt: skip
+            if retries == "0":  # the lost task is not retried: one line, no traceback
+                assert rc == 2 and "Traceback" not in output, output
+                last = output.strip().splitlines()[-1]
+                assert last.startswith("error: dedup.") and "a Ray task was lost" in last, output
+            else:
+                assert rc == 0, output
+            second = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert second.returncode == 0, second.stdout + second.stderr
+            assert not list(wd.rglob(".tmp-*")), "a temporary file of a killed task is left"
+            assert _dedup_outputs(wd) == expected
 
 
 def test_a_rerun_removes_what_a_task_killed_mid_write_left(tmp_path):
