@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
 from mixer.errors import MixerError
@@ -64,6 +65,11 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._desc = ""
+
+    def map(self, fn, arglists, weights=None, desc="", progress=False):
+        self._desc = desc
+        return super().map(fn, arglists, weights, desc, progress)
 
     def _map(self, fn, arglists):
         # With workers > 1 even a lone task runs in the pool: heavy single tasks (a dedup
@@ -78,7 +84,14 @@ class LocalExecutor(Executor):
         futures = [self._pool.submit(fn, *args) for args in arglists]
         try:
             for f in futures:
-                yield f.result()
+                try:
+                    yield f.result()
+                except BrokenProcessPool:
+                    raise MixerError(
+                        f"{self._desc or 'a task'}: a worker process died (killed for memory or "
+                        "by a signal); run the same command again to resume (finished tasks are "
+                        "kept)"
+                    ) from None
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -91,7 +104,7 @@ class LocalExecutor(Executor):
             self._pool = None
 
     def __getstate__(self):
-        return {"workers": self.workers, "_pool": None}
+        return {"workers": self.workers, "_pool": None, "_desc": ""}
 
     def describe(self) -> str:
         return f"{self.workers} local worker(s)"

@@ -87,6 +87,30 @@ def test_ray_task_errors_are_one_line():
         ray.shutdown()
 
 
+def _die():
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_local_worker_that_dies_is_a_one_line_error():
+    """A pool worker killed (the OOM killer, a signal) is the same one-line error as a lost Ray
+    task, and the executor's next map starts a fresh pool."""
+    from mixer.errors import MixerError
+
+    ex = executor.LocalExecutor(workers=2)
+    try:
+        with pytest.raises(MixerError) as e:
+            list(ex.map(_die, [()], desc="dedup.signatures"))
+        msg = str(e.value)
+        assert msg.startswith("dedup.signatures: a worker process died")
+        assert "\n" not in msg and msg.endswith("(finished tasks are kept)")
+        assert list(ex.map(abs, [(-3,), (4,)])) == [3, 4]
+    finally:
+        ex.close()
+
+
 def test_place_balances_weight_per_cpu():
     assert executor.place([5, 1, 1, 1, 1, 1], [1, 1]) == [0, 1, 1, 1, 1, 1]
     assert executor.place([1] * 6, [1, 2]).count(1) == 4  # twice the CPUs, twice the tasks
