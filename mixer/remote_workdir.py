@@ -118,13 +118,14 @@ class RemoteWorkdir:
         self.mirror = Path(mirror) if mirror else default_mirror(url)
         self.generation = generation
         self._fs = None
+        self._fresh = False  # the driver's: the mirror matches the bucket (nothing ran elsewhere)
 
     def __getstate__(self):
         return {"url": self.url, "mirror": str(self.mirror), "generation": self.generation}
 
     def __setstate__(self, state):
         self.url, self.mirror = state["url"], Path(state["mirror"])
-        self.generation, self._fs = state["generation"], None
+        self.generation, self._fs, self._fresh = state["generation"], None, False
 
     def __repr__(self) -> str:
         return f"RemoteWorkdir({self.url!r}, mirror={str(self.mirror)!r})"
@@ -260,7 +261,14 @@ class RemoteWorkdir:
             for rel in drop:
                 (self.mirror / rel).unlink(missing_ok=True)
                 db.execute("DELETE FROM files WHERE path = ?", (rel,))
+        self._fresh = True
         return {"downloaded": len(rows), "deleted": len(drop)}
+
+    def refresh(self) -> None:
+        """The driver's pull, skipped while nothing can have changed the bucket behind the
+        mirror's back (one driver per URL; tasks since the last pull ran on this mirror)."""
+        if not self._fresh:
+            self.pull()
 
     def push(self, only: tuple[str, ...] | None = None) -> dict:
         """Upload what changed in the mirror since the last sync and delete in the bucket what
@@ -321,10 +329,12 @@ class RemoteWorkdir:
 
     # -------------------------------------------------------------- around a stage's tasks
 
-    def for_tasks(self) -> RemoteWorkdir:
+    def for_tasks(self, shared: bool = False) -> RemoteWorkdir:
         """Push what the driver wrote (setup, task listing), and return the copy the tasks
-        carry: a new generation, already pulled into the driver's own mirror."""
+        carry: a new generation, already pulled into the driver's own mirror. `shared`: the
+        tasks run on this machine (local workers), in this very mirror."""
         self.push()
+        self._fresh = self._fresh and shared
         gen = secrets.token_hex(8)
         self._set_generation(gen)
         return RemoteWorkdir(self.url, self.mirror, gen)

@@ -165,7 +165,7 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
     """Run one stage with caching at stage and task level. Returns `finish(results)`."""
     remote = ctx.remote  # an object-storage workdir (None: a local one)
     if remote is not None:
-        remote.pull()
+        remote.refresh()
     root = _state_root(ctx.workdir, stage)
     done_path = root / "stage.json"
     forced = stage.name in ctx.force or (stage.group and stage.group in ctx.force)
@@ -204,7 +204,9 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
     else:
         ctx.echo(f"[{stage.name}] running")
     weights = [t.weight for t, _, _ in todo]
-    extra = (remote.for_tasks(),) if remote is not None and todo else ()
+    extra = ()
+    if remote is not None and todo:  # local workers share the driver's mirror
+        extra = (remote.for_tasks(shared=isinstance(ctx.executor, LocalExecutor)),)
     for (t, _, _), result in zip(
         todo,
         ctx.executor.map(
@@ -218,7 +220,7 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
     ):
         results[t.key] = result
     if remote is not None:
-        remote.pull()  # what tasks on other nodes wrote
+        remote.refresh()  # what tasks on other nodes wrote
     result = stage.finish([results[k] for k in keys])
     if remote is not None:
         remote.push()  # what finish wrote (mtimes settle here, before the fingerprint)
