@@ -19,8 +19,8 @@ a sub-second part taken from its ETag), so every mirror of the bucket, on any no
 the cache is wiped, shows the same sizes and mtimes, and the runner's fingerprints (names,
 sizes, mtimes) agree: a rerun from a fresh mirror skips finished stages.
 
-Files named `.tmp-*` (the atomic writers' temporaries), `state/.lock` and `mixer.log` are never
-pushed by tasks; the driver uploads `mixer.log` at the end. Pulls and pushes into one mirror are
+Files named `.tmp-*` (the atomic writers' temporaries) and `state/.lock` never sync; `mixer.log`
+is uploaded by the driver at the end of the run (pulled like any file, so the log goes on). Pulls and pushes into one mirror are
 serialised by a file lock (.mixer-sync/lock), so the workers of a node share one mirror.
 """
 
@@ -41,7 +41,8 @@ from pathlib import Path
 from mixer.errors import MixerError
 
 SYNC_DIR = ".mixer-sync"  # in the mirror: the index, the lock, the pulled generation
-NEVER_PUSHED = {"state/.lock", "mixer.log"}
+NEVER_SYNCED = {"state/.lock"}  # the lock guards this mirror only
+DRIVER_PUSHES = {"mixer.log"}  # appended all run long: uploaded by the driver at the end
 TMP_PREFIX = ".tmp-"
 STATE_PREFIX = "state/"  # published last: the records are the commit markers
 THREADS = 8  # concurrent transfers per pull or push
@@ -111,10 +112,9 @@ class RemoteWorkdir:
     to any worker or node, where it pulls into the same mirror path before the task runs."""
 
     def __init__(self, url: str, mirror: str | Path | None = None, generation: str = ""):
-        url = workdir_url(url)
-        if not url:
+        if not workdir_url(url):
             raise MixerError(f"{url}: not a URL")
-        self.url = url
+        self.url = workdir_url(url)
         self.mirror = Path(mirror) if mirror else default_mirror(url)
         self.generation = generation
         self._fs = None
@@ -283,9 +283,9 @@ class RemoteWorkdir:
                         st = os.stat(self.mirror / rel)
                         local[rel] = (st.st_size, st.st_mtime_ns)
             else:
-                local = self._scan()
+                local = {k: v for k, v in self._scan().items() if k not in DRIVER_PUSHES}
             changed = sorted(rel for rel, st in local.items() if index.get(rel, (0, 0))[:2] != st)
-            gone = [] if only is not None else sorted(rel for rel in index if rel not in local)
+            gone = [] if only is not None else sorted(set(index) - set(local) - DRIVER_PUSHES)
 
             def upload(rel):
                 path = self.mirror / rel
@@ -374,7 +374,7 @@ class RemoteWorkdir:
 
 
 def _skipped(rel: str) -> bool:
-    return rel in NEVER_PUSHED or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+    return rel in NEVER_SYNCED or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
 
 
 def _is_state(rel: str) -> bool:

@@ -260,6 +260,11 @@ def test_workdir_on_s3_same_bytes_as_local_and_resumes(
     assert any(k.endswith(".csv.gz") for k in ours) and "tokens/tiny/tokens.json" in ours
     assert sorted(ours) == sorted(theirs)
     assert [k for k in ours if ours[k] != theirs[k]] == []
+    info = orjson.loads(ours["tokens/tiny/tokens.json"])  # names nothing of the workdir's path
+    assert info["mix_dir"] == "../../mixes/tiny"
+    assert info["tokenizer"]["path"] == "../../tokenizer.json"
+    checked = _mixer("verify-tokens", str(local / "tokens" / "tiny"), "--quiet", "--samples", "8")
+    assert "8 sampled documents match the mix text" in checked, checked  # found from tokens.json
     assert "state/stages/tokenize.write/stage.json" in bucket and "mixer.log" in bucket
     assert not [
         k for k in bucket if k.rsplit("/", 1)[-1].startswith(".tmp-") or k.endswith(".lock")
