@@ -156,10 +156,8 @@ class RemoteWorkdir:
         """{relative path: object info} of every object under the URL."""
         fs = self.fs
         try:
-            found = fs.find(self._root, detail=True)
-        except FileNotFoundError:
-            return {}
-        except OSError as e:
+            found = fs.find(self._root, detail=True)  # {} for an empty prefix
+        except OSError as e:  # no bucket, no rights: an error, never an empty workdir
             raise MixerError(f"{self.url}: cannot list the workdir ({e})") from None
         out = {}
         prefix = self._root + "/"

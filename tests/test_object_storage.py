@@ -346,6 +346,19 @@ def test_mirrors_sync_through_the_bucket(tmp_path: Path, s3_endpoint: str):
     assert view(a) == view(b)
 
 
+def test_a_missing_bucket_is_one_line(tmp_path: Path, s3_endpoint: str, monkeypatch):
+    from click.testing import CliRunner
+
+    from mixer.cli import main
+
+    monkeypatch.setenv("MIXER_CACHE", str(tmp_path / "cache"))
+    recipe = _tiny_recipe(tmp_path)
+    url = "s3://no-such-bucket/run"
+    r = CliRunner().invoke(main, ["run", str(recipe), "--workdir", url, "--quiet"])
+    assert r.exit_code == 2 and f"{url}: cannot list" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+
+
 def test_single_stage_commands_refuse_a_url_workdir(tmp_path: Path):
     from click.testing import CliRunner
 
