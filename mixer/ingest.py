@@ -638,7 +638,11 @@ def _ingest_shard(
             s: {"ingested": ingested.get(s, 0), "quarantined": rejected.get(s, 0)}
             for s in sorted(set(ingested) | set(rejected))
         },
-        "outputs": out.paths() + sorted(quarantine_files) + [str(ids_file)],
+        # relative to the workdir: the record reads the same in any workdir (or its mirror)
+        "outputs": [
+            os.path.relpath(p, workdir)
+            for p in out.paths() + sorted(quarantine_files) + [str(ids_file)]
+        ],
     }
     if stream_error:
         stats["stream_error"] = stream_error
@@ -754,6 +758,11 @@ def _record_path(workdir: Path, index: int) -> Path:
     return _state(workdir) / part_name(index, ".json")
 
 
+def _outputs_of(workdir: Path, record: dict) -> list[Path]:
+    """The files an ingest record names (relative to the workdir; absolute in older ones)."""
+    return [Path(os.path.abspath(Path(workdir) / p)) for p in record["stats"]["outputs"]]
+
+
 def _pair_key(source: str | None, shard: str) -> str:
     return orjson.dumps([source, shard]).decode()
 
@@ -834,7 +843,7 @@ class IngestStage(Stage):
             rec = read_json(_record_path(self.workdir, index)) if index is not None else None
             if rec is None:
                 return [_state(self.workdir) / "missing-record"]  # not done: never exists
-            files += [Path(p) for p in rec["stats"]["outputs"]]
+            files += _outputs_of(self.workdir, rec)
         return files
 
     def setup(self, ctx: RunContext) -> None:
@@ -862,7 +871,7 @@ class IngestStage(Stage):
             epoch = 0
             if rec and rec.get("source") == source and rec.get("shard") == shard:
                 epoch = rec.get("epoch", 0)
-                complete = all(Path(p).exists() for p in rec["stats"]["outputs"])
+                complete = all(p.exists() for p in _outputs_of(self.workdir, rec))
                 if not complete:
                     epoch += 1  # an output was removed: the task must run again
                 elif rec.get("fingerprint") == [fp["size"], fp["mtime_ns"]] and rec.get(
@@ -918,8 +927,8 @@ class IngestStage(Stage):
         if not stale:
             return
         for key, index, rec in stale:
-            for p in rec["stats"]["outputs"]:
-                Path(p).unlink(missing_ok=True)
+            for p in _outputs_of(self.workdir, rec):
+                p.unlink(missing_ok=True)
             _record_path(self.workdir, index).unlink(missing_ok=True)
             del parts[key]
         write_json_atomic(_state(self.workdir) / "parts.json", parts)
@@ -937,8 +946,9 @@ class IngestStage(Stage):
         stats = ingest_shard(workdir, a["shard"], a["index"], a["source"], a["fields"])
         if previous and previous.get("shard") == a["shard"]:
             # outputs of an older version of this shard that this run did not rewrite
-            for stale in set(previous["stats"]["outputs"]) - set(stats["outputs"]):
-                Path(stale).unlink(missing_ok=True)
+            now = set(_outputs_of(self.workdir, {"stats": stats}))
+            for stale in set(_outputs_of(self.workdir, previous)) - now:
+                stale.unlink(missing_ok=True)
         try:
             write_json_atomic(
                 record_path,

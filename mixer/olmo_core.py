@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mixer.errors import MixerError
 from mixer.io import read_json
+from mixer.tokenization.metadata import resolve_stored
 
 DEFAULT_SEQUENCE_LENGTH = 4096
 DEFAULT_BATCH_INSTANCES = 512  # OLMo 2 7B stage 1: 1024 x 4096 tokens; half of it by default
@@ -71,9 +72,8 @@ def find_manifest(tokens_dir: Path, info: dict) -> tuple[dict | None, Path | Non
     """The mix manifest of these arrays: beside the mix folder (mixes/<mix>.manifest.json), or
     inside it (older workdirs)."""
     candidates = []
-    mix = info.get("mix_dir")
-    if mix:
-        m = Path(mix)
+    m = resolve_stored(tokens_dir, info.get("mix_dir"))  # relative to tokens.json's folder
+    if m is not None:
         candidates += [m.parent / f"{m.name}.manifest.json", m / "manifest.json"]
     mixes = tokens_dir.parent.parent / "mixes"
     candidates += [
@@ -86,10 +86,21 @@ def find_manifest(tokens_dir: Path, info: dict) -> tuple[dict | None, Path | Non
     return None, None
 
 
-def pad_token_id(info: dict) -> tuple[int, str]:
+def tokenizer_path(tokens_dir: Path, info: dict) -> Path | None:
+    """The tokenizer file tokens.json names (relative to its folder, or absolute)."""
+    return resolve_stored(tokens_dir, (info.get("tokenizer") or {}).get("path"))
+
+
+def _identifier(tokens_dir: Path, info: dict) -> str | None:
+    """The tokenizer's identifier for OLMo-core: its file, as an absolute path."""
+    path = tokenizer_path(tokens_dir, info)
+    return str(path.resolve()) if path is not None else None
+
+
+def pad_token_id(info: dict, tokens_dir: Path | None = None) -> tuple[int, str]:
     """The tokenizer's padding id (the first of PAD_TOKENS it has), else EOS's id."""
-    path = (info.get("tokenizer") or {}).get("path")
-    if path and Path(path).is_file():
+    path = tokenizer_path(Path(tokens_dir or "."), info)
+    if path and path.is_file():
         try:
             added = json.loads(Path(path).read_text(encoding="utf-8")).get("added_tokens") or []
         except (OSError, ValueError):
@@ -147,7 +158,7 @@ def build_export(
     files = [(str(p["file"]), p.get("source")) for p in parts]
     labels = [src if layout == "per_source" and src else mix_name for _, src in files]
     if pad_id is None:
-        pad_id, pad_how = pad_token_id(info)
+        pad_id, pad_how = pad_token_id(info, tokens_dir)
     else:
         pad_how = "given with --pad-id"
     tokenizer = {
@@ -155,7 +166,7 @@ def build_export(
         "eos_token_id": int(info["eos_id"]),
         "pad_token_id": int(pad_id),
         "bos_token_id": None if info.get("bos_id") is None else int(info["bos_id"]),
-        "identifier": tokenizer_id or (info.get("tokenizer") or {}).get("path"),
+        "identifier": tokenizer_id or _identifier(tokens_dir, info),
     }
     sources = None
     notes = [f"pad_token_id: {pad_how}"]

@@ -398,12 +398,18 @@ def run_recipe(
 
     recipe = load_recipe(recipe_path, overrides)
     wd = Path(workdir) if workdir else Path(recipe.workdir)
+    remote = _remote_workdir(recipe, workdir or recipe.workdir)
+    if remote is not None:  # stages work on a local mirror of the URL
+        wd = remote.mirror
     wd.mkdir(parents=True, exist_ok=True)
     with workdir_lock(wd):
         _setup_log(wd)
         echo = (
             (lambda msg: log.info(msg)) if quiet else (lambda msg: (log.info(msg), click.echo(msg)))
         )
+        if remote is not None:
+            echo(f"workdir {remote.url}: mirrored in {wd}")
+            remote.pull()  # build_stages reads what earlier runs wrote (the tokenizer, ...)
         stages = build_stages(recipe, wd)
         forced = select(stages, tuple(force), "--force")
         last = None
@@ -424,6 +430,7 @@ def run_recipe(
             progress and not quiet,
             echo,
             frozenset(forced),
+            remote=remote,
         )
         echo(f"recipe {recipe_path} -> {wd}")
         try:
@@ -438,7 +445,25 @@ def run_recipe(
         finally:
             if executor is None:
                 ctx.executor.close()
+            if remote is not None:
+                remote.push(only=("mixer.log",))
     return wd
+
+
+def _remote_workdir(recipe, workdir):
+    """A RemoteWorkdir when the workdir is a URL (s3://bucket/run); the recipe's paths under
+    that URL (a model the run trains into its workdir) then point into the mirror."""
+    from mixer.remote_workdir import RemoteWorkdir, map_paths, workdir_url
+
+    url = workdir_url(workdir)
+    if url is None:
+        return None
+    remote = RemoteWorkdir(url)
+    for name in ("taggers", "tokenizer", "decon", "train_fasttext"):
+        value = getattr(recipe, name)
+        if value is not None:
+            setattr(recipe, name, map_paths(value, url, remote.mirror))
+    return remote
 
 
 def _setup_log(workdir: Path) -> None:

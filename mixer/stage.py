@@ -57,6 +57,15 @@ class RunContext:
     force: frozenset = frozenset()  # stage names (or groups) to rerun whatever the state says
     # filled by run_stage for the caller: {stage name: {"tasks": n, "ran": n, "skipped": bool}}
     stats: dict = field(default_factory=dict)
+    # a workdir on object storage: `workdir` is its local mirror, kept in step around every
+    # stage and task (mixer/remote_workdir.py); None for a local or shared-filesystem workdir
+    remote: Any = None
+
+    def __post_init__(self):
+        if self.remote is None:
+            from mixer.remote_workdir import check_local_workdir
+
+            check_local_workdir(self.workdir)
 
 
 class Stage:
@@ -140,16 +149,23 @@ def _safe_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in key) + "-" + config_hash(key)
 
 
-def _run_one(stage: Stage, task: Task, record: str | None, fp: str) -> Any:
+def _run_one(stage: Stage, task: Task, record: str | None, fp: str, remote=None) -> Any:
     # Runs on a worker: do the task and record it as done where every node can read it.
+    if remote is not None:  # an object-storage workdir: bring this node's mirror up to date
+        remote.before_task()
     result = stage.run_task(task)
     if record is not None:
         write_json_atomic(record, {"fingerprint": fp, "result": result})
+    if remote is not None:  # the outputs, then the record: the record commits the task
+        remote.push()
     return result
 
 
 def run_stage(stage: Stage, ctx: RunContext) -> Any:
     """Run one stage with caching at stage and task level. Returns `finish(results)`."""
+    remote = ctx.remote  # an object-storage workdir (None: a local one)
+    if remote is not None:
+        remote.refresh()
     root = _state_root(ctx.workdir, stage)
     done_path = root / "stage.json"
     forced = stage.name in ctx.force or (stage.group and stage.group in ctx.force)
@@ -188,11 +204,14 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
     else:
         ctx.echo(f"[{stage.name}] running")
     weights = [t.weight for t, _, _ in todo]
+    extra = ()
+    if remote is not None and todo:  # local workers share the driver's mirror
+        extra = (remote.for_tasks(shared=isinstance(ctx.executor, LocalExecutor)),)
     for (t, _, _), result in zip(
         todo,
         ctx.executor.map(
             _run_one,
-            [(stage, t, rec, tfp) for t, rec, tfp in todo],
+            [(stage, t, rec, tfp, *extra) for t, rec, tfp in todo],
             weights=weights,
             desc=stage.name,
             progress=ctx.progress,
@@ -200,13 +219,19 @@ def run_stage(stage: Stage, ctx: RunContext) -> Any:
         strict=True,
     ):
         results[t.key] = result
+    if remote is not None:
+        remote.refresh()  # what tasks on other nodes wrote
     result = stage.finish([results[k] for k in keys])
+    if remote is not None:
+        remote.push()  # what finish wrote (mtimes settle here, before the fingerprint)
     seconds = time.perf_counter() - start
     # Fingerprint again: a stage may write under inputs it reads (e.g. attributes it also reads).
     write_json_atomic(
         done_path,
         {"fingerprint": stage_fingerprint(stage), "result": result, "seconds": round(seconds, 3)},
     )
+    if remote is not None:
+        remote.push()  # the stage record, last
     ctx.echo(f"[{stage.name}] done in {seconds:.1f}s")
     return result
 
@@ -231,6 +256,9 @@ def workdir_lock(workdir: str | Path):
     killed with -9 leaves nothing stale behind. Nested use in one process is allowed."""
     import fcntl
 
+    from mixer.remote_workdir import check_local_workdir
+
+    check_local_workdir(workdir)
     path = state_dir(Path(workdir)) / ".lock"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -259,7 +259,9 @@ def _train(
         **metrics,
     }
     metrics_path = metrics_path_for(out)
-    metrics_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    # beside the model, which it names by file name: the same bytes in any workdir
+    stored = {**result, "model": Path(out).name}
+    metrics_path.write_text(json.dumps(stored, indent=1, default=str) + "\n")
     result["metrics_file"] = str(metrics_path)
     return result
 

@@ -196,6 +196,7 @@ def verify_tokens(
     """
     from mixer.io import file_sha256
     from mixer.tokenization import DTYPES, load_tokenizer, vocab_size_of
+    from mixer.tokenization.metadata import resolve_stored
 
     out = Path(tokens_dir)
     info = _read_info(out)
@@ -237,8 +238,13 @@ def verify_tokens(
 
     # Decode sampled documents and compare them with the mix.
     compared, note = 0, None
-    tok_path = Path(tokenizer_path or info.get("tokenizer", {}).get("path", ""))
-    mix = Path(mix_dir) if mix_dir else Path(info.get("mix_dir") or "")
+    # tokens.json names them relative to its folder (or absolute, when outside the workdir)
+    tok_path = (
+        Path(tokenizer_path)
+        if tokenizer_path
+        else resolve_stored(out, info.get("tokenizer", {}).get("path")) or Path("")
+    )
+    mix = Path(mix_dir) if mix_dir else resolve_stored(out, info.get("mix_dir")) or Path("")
     if samples > 0 and not problems and docs_total:
         if not tok_path.is_file():
             note = f"text check skipped: tokenizer {tok_path} not found (give --tokenizer)"

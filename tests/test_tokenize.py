@@ -647,3 +647,18 @@ def test_engine_recorded_and_mismatch_stops_the_run(corpus, tmp_path, monkeypatc
     )
     assert r.exit_code == 2 and "document doc-0200" in r.output and "engine" in r.output, r.output
     engine_module._ENGINES.clear()
+
+
+def test_tokens_json_names_paths_inside_the_workdir_relative_to_its_folder(tmp_path):
+    """Inside the workdir: relative to tokens.json's folder (the same bytes in any workdir);
+    outside it, or with no workdir (standalone `mixer tokenize`): absolute, as before."""
+    from mixer.tokenization.metadata import resolve_stored, stored_path
+
+    wd, out = tmp_path / "wd", tmp_path / "wd" / "tokens" / "m"
+    assert stored_path(wd / "mixes" / "m", out, wd) == "../../mixes/m"
+    assert stored_path(wd / "tokenizer.json", out, wd) == "../../tokenizer.json"
+    shared = tmp_path / "shared" / "tok.json"
+    assert stored_path(shared, out, wd) == str(shared)
+    assert stored_path(wd / "mixes" / "m", out, None) == str(wd / "mixes" / "m")
+    assert resolve_stored(out, "../../mixes/m").resolve() == (wd / "mixes" / "m").resolve()
+    assert resolve_stored(out, str(shared)) == shared and resolve_stored(out, None) is None

@@ -31,6 +31,7 @@ from mixer.errors import MixerError
 from mixer.io import read_json, write_json_atomic
 from mixer.schema import mix_manifest_path, tokens_dir
 from mixer.stage import RunContext, Stage, Task, run_stage
+from mixer.tokenization.metadata import resolve_stored
 
 FORMAT = "mixer-ablate/1"
 DEFAULT_HELDOUT = 0.02
@@ -371,7 +372,8 @@ def ablate(
 
     # 2. evaluation sets
     first = mixes[0]["tokens_info"]
-    encoder = Encoder(Path(first["tokenizer"]["path"]), first["eos_id"], first.get("bos_id"))
+    tok_file = resolve_stored(mixes[0]["tokens"], first["tokenizer"]["path"])  # relative or not
+    encoder = Encoder(tok_file, first["eos_id"], first.get("bos_id"))
     sources: dict[str, Path] = {}
     for m in mixes:
         for s in m["recipe"].sources:

@@ -54,7 +54,10 @@ def run_cmd(recipe, workdir, workers, executor, until, force, sets, quiet):
         executor=executor,
     )
     if not quiet:
-        click.echo(f"done: {wd}  (log: {wd / 'mixer.log'})")
+        from mixer.remote_workdir import workdir_url
+
+        where = f"{workdir_url(workdir)}, mirror {wd}" if workdir_url(workdir) else wd
+        click.echo(f"done: {where}  (log: {wd / 'mixer.log'})")
 
 
 @click.command("report")

@@ -70,3 +70,26 @@ def metadata_columns(table: pa.Table) -> tuple[list, list]:
     src = table.column("src_file").to_pylist() if "src_file" in table.column_names else [""] * n
     loc = table.column("src_line").to_pylist() if "src_line" in table.column_names else [None] * n
     return ["" if s is None else s for s in src], loc
+
+
+# ---------------------------------------------------------------------------- tokens.json paths
+
+
+def stored_path(target: str | Path, tokens_dir: str | Path, root: str | Path | None) -> str:
+    """How tokens.json names a file or folder it refers to (the mix, the tokenizer): relative
+    to tokens.json's own folder when `target` lies inside `root` (the run's workdir), so two
+    workdirs (or a bucket's mirrors) write the same bytes; else absolute, as given."""
+    import os
+
+    target = Path(target).resolve()
+    if root is not None and target.is_relative_to(Path(root).resolve()):
+        return Path(os.path.relpath(target, Path(tokens_dir).resolve())).as_posix()
+    return str(target)
+
+
+def resolve_stored(tokens_dir: str | Path, value) -> Path | None:
+    """The path a tokens.json entry names (relative entries are relative to its folder),
+    or None when it names none."""
+    if not value or not isinstance(value, str):
+        return None
+    return Path(tokens_dir) / value  # an absolute value stays as it is

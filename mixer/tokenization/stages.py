@@ -62,7 +62,12 @@ from mixer.tokenization.engine import (
     load_engine,
     save_engine_tables,
 )
-from mixer.tokenization.metadata import CSV_SUFFIX, MetadataWriter, source_dirname
+from mixer.tokenization.metadata import (
+    CSV_SUFFIX,
+    MetadataWriter,
+    source_dirname,
+    stored_path,
+)
 from mixer.tokenization.tokenizer import (
     DEFAULT_EOS,
     DTYPES,
@@ -144,6 +149,9 @@ def make_config(
     check_every: int = DEFAULT_CHECK_EVERY,
 ) -> TokenizeConfig:
     """Check every setting before any work (a bad value is a one-line MixerError)."""
+    from mixer.remote_workdir import check_local_workdir
+
+    check_local_workdir(out_dir, "tokenize")  # `mixer run --workdir URL` mirrors it instead
     for name, value, least in (
         ("max_tokens_per_part", max_tokens_per_part, 1),
         ("batch_size", batch_size, 1),
@@ -851,12 +859,14 @@ class WriteStage(_TokenizeStage):
         return write_bucket(self.config, *task.args)
 
     def finish(self, results: list) -> dict:
-        return publish(self.config, self._plan(), results)
+        return publish(self.config, self._plan(), results, root=self.workdir)
 
 
-def publish(config: TokenizeConfig, plan: dict, results: list[dict]) -> dict:
+def publish(config: TokenizeConfig, plan: dict, results: list[dict], root=None) -> dict:
     """Name the parts in bucket order, remove what our previous tokens.json named and this
-    run did not write, write tokens.json, remove the temporary folder."""
+    run did not write, write tokens.json, remove the temporary folder. The mix and the
+    tokenizer are named relative to tokens.json's folder when they lie inside `root` (the
+    workdir), so the same run in another workdir writes the same bytes."""
     c = config
     out, tmp = Path(c.out_dir), _tmp(c)
     # The previous record is kept in the temporary folder until the end, so a publish that is
@@ -918,13 +928,16 @@ def publish(config: TokenizeConfig, plan: dict, results: list[dict]) -> dict:
         "bos_token": c.bos_token,
         "bos_choice": c.bos_choice,
         "special_tokens_in_text": "encoded as text",
-        "tokenizer": {"path": c.tokenizer_path, "sha256": c.tokenizer_sha256},
+        "tokenizer": {
+            "path": stored_path(c.tokenizer_path, out, root),
+            "sha256": c.tokenizer_sha256,
+        },
         "engine": {
             "name": c.engine,
             "why": c.engine_reason,
             "checked_against_hf": plan["checked"],
         },
-        "mix_dir": c.mix_dir,
+        "mix_dir": stored_path(c.mix_dir, out, root),
         "seed": c.seed,
         "shuffle": c.shuffle,
         "max_tokens_per_part": c.max_tokens_per_part,
