@@ -118,6 +118,12 @@ class Stage:
     def describe(self) -> str:
         return self.name
 
+    def next_stage(self, result: Any) -> Stage | None:
+        """A stage to run right after this one, chosen on the driver from this one's result
+        (`finish`'s, or the recorded one when skipped): the rounds of an iterative algorithm
+        whose number depends on the data (dedup's connected components). Default: none."""
+        return None
+
 
 # ------------------------------------------------------------------ completion records
 
@@ -149,7 +155,15 @@ def _run_one(stage: Stage, task: Task, record: str | None, fp: str) -> Any:
 
 
 def run_stage(stage: Stage, ctx: RunContext) -> Any:
-    """Run one stage with caching at stage and task level. Returns `finish(results)`."""
+    """Run one stage with caching at stage and task level, then the stages its `next_stage`
+    chooses, one after the other. Returns the last one's `finish(results)`."""
+    result = _run_stage(stage, ctx)
+    while (stage := stage.next_stage(result)) is not None:
+        result = _run_stage(stage, ctx)
+    return result
+
+
+def _run_stage(stage: Stage, ctx: RunContext) -> Any:
     root = _state_root(ctx.workdir, stage)
     done_path = root / "stage.json"
     forced = stage.name in ctx.force or (stage.group and stage.group in ctx.force)
