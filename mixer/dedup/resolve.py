@@ -67,7 +67,7 @@ from mixer.dedup.stages import (
     priority_order,
 )
 from mixer.errors import MixerError
-from mixer.io import read_json, write_json_atomic, write_parquet_atomic
+from mixer.io import config_hash, read_json, write_json_atomic, write_parquet_atomic
 from mixer.schema import attributes_dir, part_name, state_dir
 from mixer.stage import Stage, Task, tree_fingerprint
 
@@ -292,6 +292,12 @@ class _ResolveStage(_DedupStage):
                 return r
             r += 1
 
+    def inputs_digest(self) -> str:
+        """The stage's input fingerprint as one hash: what each of its tasks records (every task
+        reads a slice of every input, and a list of W tasks each holding W file entries would
+        grow the driver with the square of the corpus)."""
+        return config_hash(self.input_fingerprint())
+
     def parts_keys(self, n: int, prefix: str) -> list[str]:
         return [f"{prefix}{i:04d}" for i in range(n)]
 
@@ -403,7 +409,7 @@ class ComponentsStage(_ResolveStage):
     def tasks(self) -> list[Task]:
         out = self.state / self.round_dir(self.round)
         return [
-            Task(key=k, args={"r": r}, fingerprint=self.input_fingerprint(),
+            Task(key=k, args={"r": r}, fingerprint=self.inputs_digest(),
                  outputs=route_outputs(out / k))
             for r, k in enumerate(self.parts_keys(self.R, "r"))
         ]  # fmt: skip
@@ -453,7 +459,7 @@ class LabelsStage(_ResolveStage):
                 for p in route_outputs(s)]  # fmt: skip
 
     def tasks(self) -> list[Task]:
-        fp = self.input_fingerprint()
+        fp = self.inputs_digest()
         return [Task(key=k, args={"r": r}, fingerprint=fp, outputs=route_outputs(self.state / "labels" / k))
                 for r, k in enumerate(self.parts_keys(self.R, "r"))]  # fmt: skip
 
@@ -489,7 +495,7 @@ class ResolveStage(_ResolveStage):
                 for p in route_outputs(s)]  # fmt: skip
 
     def tasks(self) -> list[Task]:
-        fp = self.input_fingerprint()
+        fp = self.inputs_digest()
         return [Task(key=k, args={"c": c}, fingerprint=fp, outputs=route_outputs(self.state / "resolve" / k))
                 for c, k in enumerate(self.parts_keys(self.R, "c"))]  # fmt: skip
 
@@ -593,7 +599,7 @@ class ClustersStage(_ResolveStage):
                 for p in route_outputs(s, ids=True)]  # fmt: skip
 
     def tasks(self) -> list[Task]:
-        fp = self.input_fingerprint()
+        fp = self.inputs_digest()
         return [Task(key=k, args={"w": w}, fingerprint=fp,
                      outputs=route_outputs(self.state / "clusters" / k, ids=True))
                 for w, k in enumerate(self.parts_keys(self.W, "w"))]  # fmt: skip
@@ -692,7 +698,7 @@ class WriteStage(_ResolveStage):
         return attributes_dir(self.workdir, "dedup", part["source"]) / part_name(part["index"])
 
     def tasks(self) -> list[Task]:
-        fp = self.input_fingerprint()
+        fp = self.inputs_digest()
         return [
             Task(key=f"w{g:05d}", args={"g": g}, weight=grp["bytes"],
                  fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], fp,
