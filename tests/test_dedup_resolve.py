@@ -155,3 +155,23 @@ def test_routed_files_round_trip(tmp_path):
         assert got.tolist() == rows[want].tolist()
         assert strings.to_pylist() == [ids[i] for i in want]
         assert resolve.gather([tmp_path / "b"], d, 2).shape == (0, 2)
+
+
+def test_stages_stop_with_a_clear_error_past_the_round_limit(tmp_path, monkeypatch):
+    from mixer.dedup import run_dedup
+    from tests.test_dedup_stage import _text, write_documents
+
+    rng = random.Random(9)
+    docs = []
+    for i in range(20):
+        t = _text(rng, 60)
+        docs += [(f"a{i}", t), (f"b{i}", t)]  # exact pairs: 20 graph rows
+    write_documents(tmp_path, "web", 0, docs)
+    monkeypatch.setattr(resolve, "ROW_BYTES", 20_000)  # R = 4 at a 100KB limit
+    monkeypatch.setattr(resolve, "MAX_ROUNDS", 1)  # pairs need 2 rounds at R > 1
+    with pytest.raises(MixerError, match="did not converge in 1 rounds"):
+        run_dedup(tmp_path, workers=1, progress=False, memory_limit="100KB")
+    monkeypatch.setattr(resolve, "MAX_ROUNDS", 200)
+    stats = run_dedup(tmp_path, workers=1, progress=False, memory_limit="100KB")
+    assert stats["removed"] == 20 and stats["resolve_partitions"] == 4
+    assert stats["components_rounds"] == 2 and stats["clusters_by_size"] == {"2": 20}

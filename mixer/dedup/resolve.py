@@ -311,8 +311,9 @@ class GraphStage(_ResolveStage):
 
     def setup(self, ctx) -> None:
         _DedupStage.setup(self, ctx)
-        # R: the graph rows (16 bytes each in the inputs) of one task within the memory limit
-        rows = sum(size // 16 for _, size, _ in tree_fingerprint(*self._inputs()))
+        # R: the graph rows (16 bytes each after a 128-byte .npy header) of one task within the
+        # memory limit
+        rows = sum(max(0, size - 128) // 16 for _, size, _ in tree_fingerprint(*self._inputs()))
         self.R = max(1, math.ceil(rows * ROW_BYTES / self.config["memory_limit"]))
         meta = {"partitions": self.R}
         if read_json(self.state / "graph.json") != meta:
