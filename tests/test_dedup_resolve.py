@@ -175,3 +175,6 @@ def test_stages_stop_with_a_clear_error_past_the_round_limit(tmp_path, monkeypat
     stats = run_dedup(tmp_path, workers=1, progress=False, memory_limit="100KB")
     assert stats["removed"] == 20 and stats["resolve_partitions"] == 4
     assert stats["components_rounds"] == 2 and stats["clusters_by_size"] == {"2": 20}
+    # a rerun skips every stage and every round
+    again = run_dedup(tmp_path, workers=1, progress=False, memory_limit="100KB")
+    assert again["cached"] is True and again["removed"] == 20
