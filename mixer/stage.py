@@ -127,6 +127,12 @@ class Stage:
     def describe(self) -> str:
         return self.name
 
+    def next_stage(self, result: Any) -> Stage | None:
+        """A stage to run right after this one, chosen on the driver from this one's result
+        (`finish`'s, or the recorded one when skipped): the rounds of an iterative algorithm
+        whose number depends on the data (dedup's connected components). Default: none."""
+        return None
+
 
 # ------------------------------------------------------------------ completion records
 
@@ -162,7 +168,15 @@ def _run_one(stage: Stage, task: Task, record: str | None, fp: str, remote=None)
 
 
 def run_stage(stage: Stage, ctx: RunContext) -> Any:
-    """Run one stage with caching at stage and task level. Returns `finish(results)`."""
+    """Run one stage with caching at stage and task level, then the stages its `next_stage`
+    chooses, one after the other. Returns the last one's `finish(results)`."""
+    result = _run_stage(stage, ctx)
+    while (stage := stage.next_stage(result)) is not None:
+        result = _run_stage(stage, ctx)
+    return result
+
+
+def _run_stage(stage: Stage, ctx: RunContext) -> Any:
     remote = ctx.remote  # an object-storage workdir (None: a local one)
     if remote is not None:
         remote.refresh()

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixer.dedup import dedup_stages, run_dedup
+from mixer.dedup import resolve as dresolve
 from mixer.dedup import stages as dstages
 from mixer.dedup.minhash import shingles_py
 from mixer.dedup.normalize import normalized_words_py
@@ -131,17 +132,24 @@ def reference(tmp_path_factory) -> tuple[Path, dict, dict]:
     return wd, _digest(wd), stats
 
 
-def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference):
+def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference, monkeypatch):
     _, ref, stats = reference
     assert stats["partitions"] == 1 and stats["removed"] > 50
+    assert stats["resolve_partitions"] == 1 and stats["components_rounds"] == 1
     from mixer.executor import LocalExecutor
 
     runs = {
         "two_workers": dict(executor=LocalExecutor(2), task_bytes=4000),
         "pool": dict(executor=LocalExecutor(2), task_bytes=4000, memory_limit="300KB"),
         "partitions": dict(workers=1, memory_limit="200KB", task_bytes=4000),
+        # resolution over many node partitions: components in rounds of tasks (the driver
+        # sizes R, so the patched row size reaches the pool's workers through graph.json)
+        "resolve_partitions": dict(workers=1, memory_limit="200KB", row_bytes=20_000),
+        "resolve_pool": dict(executor=LocalExecutor(2), memory_limit="300KB", row_bytes=60_000),
     }
     for name, kw in runs.items():
+        kw = dict(kw)
+        monkeypatch.setattr(dresolve, "ROW_BYTES", kw.pop("row_bytes", dresolve.ROW_BYTES))
         wd = tmp_path / name
         _mixed_corpus(wd)
         if "executor" in kw:
@@ -153,20 +161,31 @@ def test_same_bytes_for_workers_partitions_and_task_sizes(tmp_path, reference):
             st = run_dedup(wd, **SETTINGS, **kw)
         if name == "partitions":
             assert st["partitions"] > 1 and st["tasks"] > 4
+        if name.startswith("resolve"):
+            assert st["resolve_partitions"] > 5 and st["components_rounds"] >= 2, st
         assert _digest(wd) == ref, name
         assert st["removed"] == stats["removed"]
+        same = ("clusters_by_size", "largest_clusters", "verified_edges", "per_source")
+        assert {k: st[k] for k in same} == {k: stats[k] for k in same}, name
     runs["pool"]["executor"].close()
+    runs["resolve_pool"]["executor"].close()
 
 
-@pytest.mark.parametrize("stage", ["dedup.signatures", "dedup.verify", "dedup.write"])
+@pytest.mark.parametrize(
+    "stage",
+    ["dedup.signatures", "dedup.verify", "dedup.components", "dedup.clusters", "dedup.write"],
+)
 def test_failed_task_then_rerun_gives_identical_output(tmp_path, reference, monkeypatch, stage):
     _, ref, _ = reference
     _mixed_corpus(tmp_path)
     cls = next(type(s) for s in dedup_stages(tmp_path, {}) if s.name == stage)
+    monkeypatch.setattr(dresolve, "ROW_BYTES", 20_000)  # resolution over ~10 partitions
     original = cls.run_task
     calls = []
 
     def failing(self, task):
+        if stage == "dedup.components" and self.round < 2:
+            return original(self, task)  # fail in the second round, at its first task
         calls.append(task.key)
         if len(calls) == 2 or (len(calls) == 1 and stage != "dedup.signatures"):
             raise RuntimeError("killed")
@@ -198,6 +217,16 @@ def test_only_dedups_own_files_are_removed(tmp_path):
     assert foreign.read_bytes() == b"not ours" and stray.read_bytes() == b"not ours either"
 
 
+RESOLVE = [
+    "dedup.graph",
+    "dedup.components",  # chains dedup.components.r002, ... while edges change
+    "dedup.labels",
+    "dedup.resolve",
+    "dedup.clusters",
+    "dedup.write",
+]
+
+
 def test_stage_factory_shape_and_errors(tmp_path):
     stages = dedup_stages(tmp_path, {"threshold": 0.6, "verify": True})
     assert [s.name for s in stages] == [
@@ -205,15 +234,13 @@ def test_stage_factory_shape_and_errors(tmp_path):
         "dedup.exact",
         "dedup.candidates",
         "dedup.verify",
-        "dedup.resolve",
-        "dedup.write",
+        *RESOLVE,
     ]
     assert {s.group for s in stages} == {"dedup"}
     assert [s.name for s in dedup_stages(tmp_path, {"minhash": False, "exact": True})] == [
         "dedup.signatures",
         "dedup.exact",
-        "dedup.resolve",
-        "dedup.write",
+        *RESOLVE,
     ]
     for bad in ({"threshold": 1.5}, {"threshold": "abc"}, {"bands": 3}, {"nope": 1},
                 {"memory_limit": "lots"}, {"keep_rule": "random"}):  # fmt: skip

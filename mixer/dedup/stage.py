@@ -80,11 +80,7 @@ def execute_dedup(
     """Run dedup_stages(workdir, settings) on `executor` (default: a LocalExecutor of
     `workers`, or Ray under `mixer --executor ray`) and return the stats."""
     stages = dedup_stages(workdir, settings)
-    skipped = []
-
     def echo(msg: str) -> None:
-        if msg.endswith("up to date, skipped"):
-            skipped.append(msg)
         if progress:
             tqdm.write(msg, file=sys.stderr)
 
@@ -109,7 +105,8 @@ def execute_dedup(
         if own is not None:
             own.close()
     stats = dict(stats)
-    stats["cached"] = len(skipped) == len(stages)
+    # every stage, and every round dedup.components chained, skipped as up to date
+    stats["cached"] = all(v["skipped"] for v in ctx.stats.values())
     write = read_json(state_dir(Path(workdir)) / "stages" / "dedup.write" / "stage.json") or {}
     seconds = dict(stats.get("seconds") or {})
     seconds["write"] = write.get("seconds")

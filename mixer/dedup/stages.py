@@ -11,11 +11,14 @@
     dedup.verify      a task per partition of pairs: each distinct pair is checked once, by its
                       signature estimate (standard error sqrt(J(1-J)/num_perm)) and, with
                       --verify, by the exact Jaccard of the two shingle sets.
-    dedup.resolve     one task over the verified graph (only documents that have a verified
-                      neighbour): documents in keep-rule order, each one kept unless a verified
+    dedup.graph, dedup.components (in rounds), dedup.labels, dedup.resolve, dedup.clusters,
+    dedup.write       (mixer/dedup/resolve.py) connected components over exact groups and
+                      verified edges in rounds of tasks, then per component partition the
+                      keep rule: documents in keep-rule order, each one kept unless a verified
                       neighbour before it was kept; so a removed document is always verified
-                      similar to the document it is removed for (no chains A~B~C).
-    dedup.write       a task per batch of parts: attributes/dedup/<source>/part-NNNNN.parquet.
+                      similar to the document it is removed for (no chains A~B~C); then cluster
+                      sizes and ids, and a task per batch of parts writing
+                      attributes/dedup/<source>/part-NNNNN.parquet.
 
 Documents are numbered by their ordinal in corpus order (sources sorted, parts by index, rows
 in order); intermediate files live under WORKDIR/state/dedup/ and are named by the plan, so
@@ -26,7 +29,6 @@ The driver holds the plan (one entry per part) and small summaries, never per-do
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +50,13 @@ from mixer.dedup.normalize import (
     normalize,
     split_words,
 )
-from mixer.dedup.paragraphs import paragraph_records, spans_column
+from mixer.dedup.paragraphs import paragraph_records
 from mixer.errors import MixerError
 from mixer.io import (
     atomic_path,
     clean_temporaries,
     read_json,
     write_json_atomic,
-    write_parquet_atomic,
 )
 from mixer.schema import (
     attributes_dir,
@@ -657,7 +658,7 @@ class ExactStage(_DedupStage):
             pr = _concat([_load(self.rec_file(g, "para", p)) for g in range(G)], 5)
             order = np.lexsort((pr[:, 2], pr[:, 1], pr[:, 0]))
             pr = pr[order]
-            later = np.r_[False, pr[1:, 0] == pr[:-1, 0]]
+            later = np.r_[False, pr[1:, 0] == pr[:-1, 0]][: len(pr)]  # empty: none
             spans = pr[later][:, [1, 3, 4]]
             spans = spans[np.lexsort((spans[:, 1], spans[:, 0]))]
         _save(out / f"p{p:04d}.spans.npy", spans)
@@ -922,129 +923,7 @@ def jaccard_pairs(values, offsets, ia, ib, chunk_cells: int = 1 << 23) -> np.nda
     return out
 
 
-# ---------------------------------------------------------------------------- 5. resolve
-
-
-class ResolveStage(_DedupStage):
-    name = "dedup.resolve"
-
-    def input_fingerprint(self) -> Any:
-        return self.dir_fingerprint("exact", "edges")
-
-    def outputs(self) -> list[Path]:
-        return [self.state / "resolve" / "removed.npy", self.state / "resolve" / "kept.parquet"]
-
-    def tasks(self) -> list[Task]:
-        return [Task(key="resolve", args={}, fingerprint=self.input_fingerprint())]
-
-    def run_task(self, task: Task) -> dict:
-        s, P = self.config, self.plan["partitions"]
-        out = self.state / "resolve"
-        # identical texts: every member -> its group's representative
-        emap = _concat([_load(self.state / "exact" / f"p{p:04d}.map.npy") for p in range(P)], 2)
-        emap = emap[np.argsort(emap[:, 0], kind="stable")]
-
-        def rep(x: np.ndarray) -> np.ndarray:
-            if not len(emap):
-                return x
-            i = np.minimum(np.searchsorted(emap[:, 0], x), len(emap) - 1)
-            return np.where(emap[i, 0] == x, emap[i, 1], x)
-
-        edges = [_load(self.state / "exact" / f"p{p:04d}.field.npy") for p in range(P)]
-        if s["minhash"]:
-            Q = self.plan["pair_partitions"]
-            edges += [_load(self.state / "edges" / f"q{q:04d}.npy") for q in range(Q)]
-        e = _concat(edges, 2)
-        if len(e):
-            e = np.stack([rep(e[:, 0]), rep(e[:, 1])], axis=1)
-            e = e[e[:, 0] != e[:, 1]]
-            e = _rows_sorted_unique(np.stack([e.min(axis=1), e.max(axis=1)], axis=1))
-        near_removed, near_kept = self._greedy(e)
-        # final: near-removed representatives, and every exact member (to its representative's
-        # kept document when the representative itself was removed)
-        nr_order = np.argsort(near_removed)
-        near_removed, near_kept = near_removed[nr_order], near_kept[nr_order]
-
-        def kept_of(x: np.ndarray) -> np.ndarray:
-            if not len(near_removed):
-                return x
-            i = np.minimum(np.searchsorted(near_removed, x), len(near_removed) - 1)
-            return np.where(near_removed[i] == x, near_kept[i], x)
-
-        removed = np.concatenate([
-            np.stack([emap[:, 0], kept_of(emap[:, 1]), np.zeros(len(emap), np.int64)], axis=1),
-            np.stack([near_removed, near_kept, np.ones(len(near_removed), np.int64)], axis=1),
-        ])  # fmt: skip
-        removed = removed[np.argsort(removed[:, 0], kind="stable")]
-        _save(out / "removed.npy", removed)
-        kept, sizes = np.unique(removed[:, 1], return_counts=True)
-        sizes = sizes + 1
-        ids = _lookup_ids(self.plan["parts"], kept, self.part_of(kept))
-        write_parquet_atomic(
-            out / "kept.parquet",
-            pa.table({"doc": pa.array(kept, pa.int64()), "size": pa.array(sizes, pa.int64()),
-                      "id": pa.array(ids, pa.string())}),
-        )  # fmt: skip
-        # the largest clusters with a few member ids
-        top = np.lexsort((kept, -sizes))[:TOP_CLUSTERS]
-        largest = []
-        for i in top:
-            members = np.r_[kept[i], removed[removed[:, 1] == kept[i], 0][: SAMPLE_IDS - 1]]
-            largest.append({
-                "cluster": int(kept[i]), "size": int(sizes[i]), "kept_id": ids[i],
-                "sample_ids": _lookup_ids(self.plan["parts"], members, self.part_of(members)),
-            })  # fmt: skip
-        hist = np.unique(sizes, return_counts=True)
-        n_docs = self.plan["documents"]
-        by_size = {"1": int(n_docs - len(removed) - len(kept))} if n_docs else {}
-        by_size.update({str(int(k)): int(v) for k, v in zip(*hist, strict=True)})
-        return {
-            "removed": len(removed),
-            "near_removed": len(near_removed),
-            "edges": len(e),
-            "clusters_by_size": {k: v for k, v in by_size.items() if v},
-            "largest_clusters": largest,
-        }
-
-    def _greedy(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents in keep-rule order; each is kept unless a verified neighbour earlier in that
-        order was kept, and then removed for the earliest such neighbour."""
-        if len(e) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        nodes = np.unique(e)
-        grp = self.group_of(nodes)
-        length = np.empty(len(nodes), np.int64)
-        quality = np.empty(len(nodes), np.float64)
-        for g in np.unique(grp):
-            sel = np.flatnonzero(grp == g)
-            lo = self.plan["groups"][int(g)]["lo"]
-            length[sel] = _load(self.sig_file(int(g), "len"), mmap=True)[nodes[sel] - lo]
-            quality[sel] = _load(self.sig_file(int(g), "quality"), mmap=True)[nodes[sel] - lo]
-        order = np.lexsort(priority_order(nodes, length, quality, self.config["keep_rule"]))
-        rank = np.empty(len(nodes), np.int64)
-        rank[order] = np.arange(len(nodes))
-        ra, rb = rank[np.searchsorted(nodes, e[:, 0])], rank[np.searchsorted(nodes, e[:, 1])]
-        hi_, lo_ = np.minimum(ra, rb), np.maximum(ra, rb)  # hi_: earlier in keep order
-        # for each node, its earlier neighbours (CSR by the later node, earlier ones ascending)
-        o = np.lexsort((hi_, lo_))
-        nbr = hi_[o]
-        start = np.searchsorted(lo_[o], np.arange(len(nodes) + 1))
-        kept = np.ones(len(nodes), dtype=bool)
-        kept_for = np.full(len(nodes), -1, dtype=np.int64)
-        start_l, nbr_l = start.tolist(), nbr.tolist()
-        kept_l = kept.tolist()
-        for r in range(len(nodes)):  # in keep order: earlier neighbours are decided already
-            for j in range(start_l[r], start_l[r + 1]):
-                if kept_l[nbr_l[j]]:
-                    kept_l[r] = False
-                    kept_for[r] = nbr_l[j]
-                    break
-        kept = np.array(kept_l, dtype=bool)
-        removed_r = np.flatnonzero(~kept)
-        return nodes[order[removed_r]], nodes[order[kept_for[removed_r]]]
-
-    def finish(self, results: list) -> dict:
-        return results[0]
+# ---------------------------------------------------------------------------- attributes
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -1061,226 +940,20 @@ def hex16(keys: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
 
-def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> list[str]:
-    ids = [""] * len(docs)
-    for pi in np.unique(part_of):
-        p = parts[int(pi)]
-        sel = np.flatnonzero(part_of == pi)
-        col = (
-            pq.ParquetFile(p["path"])
-            .read(columns=["id"])
-            .column(0)
-            .take(pa.array(docs[sel] - p["base"]))
-        )
-        for i, v in zip(sel.tolist(), col.to_pylist(), strict=True):
-            ids[i] = v
-    return ids
-
-
-# ---------------------------------------------------------------------------- 6. write
-
-
-class WriteStage(_DedupStage):
-    name = "dedup.write"
-
-    def input_fingerprint(self) -> Any:
-        return self.dir_fingerprint("resolve", "exact")
-
-    def setup(self, ctx) -> None:
-        super().setup(ctx)
-        # a task killed while writing (its worker or node lost) leaves a .tmp- file beside
-        # the part; the workdir lock says no other run writes here
-        clean_temporaries(attributes_dir(self.workdir, "dedup"))
-
-    def outputs(self) -> list[Path]:
-        return [self.attr_path(p) for p in self.plan["parts"]] + [self.state / "stats.json"]
-
-    def _outputs_state(self, grp: dict) -> Any:
-        """The task's attribute files as they are; when one is missing (never written, or removed
-        by hand) a value no record can hold, so the task runs again."""
-        paths = [self.attr_path(self.plan["parts"][i]) for i in grp["parts"]]
-        if all(p.exists() for p in paths):
-            return tree_fingerprint(*paths)
-        return ["missing", time.time_ns()]
-
-    def attr_path(self, part: dict) -> Path:
-        return attributes_dir(self.workdir, "dedup", part["source"]) / part_name(part["index"])
-
-    def tasks(self) -> list[Task]:
-        return [
-            Task(key=f"w{g:05d}", args={"g": g}, weight=grp["bytes"],
-                 fingerprint=[[self.plan["parts"][i] for i in grp["parts"]], self.input_fingerprint(),
-                              self._outputs_state(grp)])
-            for g, grp in enumerate(self.plan["write_groups"])
-        ]  # fmt: skip
-
-    def run_task(self, task: Task) -> list[dict]:
-        s, g = self.config, task.args["g"]
-        grp = self.plan["write_groups"][g]
-        P = self.plan["partitions"]
-        removed = _load(self.state / "resolve" / "removed.npy", mmap=True)
-        i0, i1 = np.searchsorted(removed[:, 0], [grp["lo"], grp["hi"]])
-        removed = np.asarray(removed[i0:i1])
-        kept_t = pq.ParquetFile(self.state / "resolve" / "kept.parquet").read()
-        kept_doc = kept_t.column("doc").to_numpy()
-        kept_size = kept_t.column("size").to_numpy()
-        kept_ids = kept_t.column("id")
-        keys = self.doc_values("key", grp["lo"], grp["hi"])
-        spans = None
-        if s["paragraphs"]:
-            chunks = []
-            for p in range(P):
-                sp = _load(self.state / "exact" / f"p{p:04d}.spans.npy", mmap=True)
-                j0, j1 = np.searchsorted(sp[:, 0], [grp["lo"], grp["hi"]])
-                chunks.append(np.asarray(sp[j0:j1]))
-            spans = _concat(chunks, 3)
-            spans = spans[np.lexsort((spans[:, 1], spans[:, 0]))]
-        summaries = []
-        for pi in grp["parts"]:
-            part = self.plan["parts"][pi]
-            lo, hi = part["base"], part["base"] + part["rows"]
-            n = part["rows"]
-            docs = np.arange(lo, hi, dtype=np.int64)
-            r0, r1 = np.searchsorted(removed[:, 0], [lo, hi])
-            rem = removed[r0:r1]
-            keep = np.ones(n, dtype=bool)
-            keep[rem[:, 0] - lo] = False
-            cluster = docs.copy()
-            cluster[rem[:, 0] - lo] = rem[:, 1]
-            k_idx = np.searchsorted(kept_doc, cluster)
-            k_idx_c = np.minimum(k_idx, max(len(kept_doc) - 1, 0))
-            in_kept = (kept_doc[k_idx_c] == cluster) if len(kept_doc) else np.zeros(n, bool)
-            size = np.where(in_kept, kept_size[k_idx_c] if len(kept_doc) else 1, 1)
-            dup_idx = np.where(~keep, k_idx_c, -1)
-            dup_of = pa.nulls(n, pa.string())
-            if (~keep).any():
-                taken = kept_ids.take(pa.array(dup_idx, mask=keep))
-                dup_of = taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
-            ids = pq.ParquetFile(part["path"]).read(columns=["id"]).column("id")
-            key = keys[lo - grp["lo"] : hi - grp["lo"]]
-            cols = {
-                "id": ids,
-                "dedup__exact_cluster": hex16(key),
-                "dedup__minhash_cluster": pa.array(cluster, pa.int64()),
-                "dedup__cluster_size": pa.array(size, pa.int64()),
-                "dedup__keep": pa.array(keep, pa.bool_()),
-                "dedup__duplicate_of": dup_of,
-            }  # fmt: skip
-            if spans is not None:
-                sel = (spans[:, 0] >= lo) & (spans[:, 0] < hi)
-                cols["dedup__paragraph_spans"] = spans_column(
-                    n, spans[sel, 0] - lo, spans[sel, 1], spans[sel, 2]
-                )
-            write_parquet_atomic(self.attr_path(part), pa.table(cols))
-            summaries.append({
-                "source": part["source"], "documents": n, "removed": int((~keep).sum()),
-                "exact_duplicates": int((rem[:, 2] == 0).sum()),
-            })  # fmt: skip
-        return summaries
-
-    def finish(self, results: list) -> dict:
-        per_source: dict[str, dict] = {
-            s: {"documents": 0, "removed": 0, "kept": 0, "exact_duplicates": 0}
-            for s in self.plan["sources"]
-        }
-        for r in (x for task in results for x in task):
-            d = per_source[r["source"]]
-            d["documents"] += r["documents"]
-            d["removed"] += r["removed"]
-            d["exact_duplicates"] += r["exact_duplicates"]
-        for d in per_source.values():
-            d["kept"] = d["documents"] - d["removed"]
-        self._remove_stale()
-        prior = {n: read_json(state_dir(self.workdir) / "stages" / n / "stage.json") or {}
-                 for n in ("dedup.signatures", "dedup.exact", "dedup.candidates", "dedup.verify",
-                           "dedup.resolve")}  # fmt: skip
-        res = {k: (v.get("result") or {}) for k, v in prior.items()}
-        exact, verify, resolve = res["dedup.exact"], res["dedup.verify"], res["dedup.resolve"]
-        s = self.config
-        n_docs = self.plan["documents"]
-        removed = sum(d["removed"] for d in per_source.values())
-        settings = {k: s[k] for k in sorted(s) if k not in ("task_bytes", "memory_limit")}
-        stats = {
-            "documents": n_docs,
-            "removed": removed,
-            "kept": n_docs - removed,
-            "settings": settings,
-            "lsh": lsh.lsh_summary(s["threshold"], s["bands"], s["rows"]) if s["minhash"] else None,
-            "clusters_by_size": resolve.get("clusters_by_size", {}),
-            "largest_cluster": max((c["size"] for c in resolve.get("largest_clusters", [])), default=1),
-            "exact_clusters_by_size": _exact_hist(n_docs, exact),
-            "removed_per_source": {k: v["removed"] for k, v in per_source.items()},
-            "per_source": per_source,
-            "largest_clusters": resolve.get("largest_clusters", []),
-            "verified_edges": resolve.get("edges", 0),
-            "seconds": {n.split(".")[1]: prior[n].get("seconds") for n in prior},
-            "partitions": self.plan["partitions"],
-            "tasks": len(self.plan["groups"]),
-            "cached": False,
-        }  # fmt: skip
-        if s["exact_field"]:
-            stats["exact_field_edges"] = exact.get("field_edges", 0)
-        if s["minhash"]:
-            stats["candidate_pairs"] = verify.get("candidates", 0)
-            if s["signature_check"]:
-                stats["signature_rejected"] = verify.get("signature_rejected", 0)
-                stats["signature_checked_pairs"] = (
-                    stats["candidate_pairs"] - stats["signature_rejected"]
-                )
-            if s["verify"]:
-                stats["verification_rejected"] = verify.get("verification_rejected", 0)
-                stats["verified_pairs"] = verify.get("verified", 0)
-        if s["paragraphs"]:
-            stats["paragraphs"] = self._paragraph_stats()
-        write_json_atomic(self.state / "stats.json", stats)
-        return stats
-
-    def _paragraph_stats(self) -> dict:
-        flagged = chars = 0
-        docs = []
-        for p in range(self.plan["partitions"]):
-            sp = _load(self.state / "exact" / f"p{p:04d}.spans.npy", mmap=True)
-            flagged += len(sp)
-            chars += int((sp[:, 2] - sp[:, 1]).sum()) if len(sp) else 0
-            docs.append(np.unique(sp[:, 0]))
-        return {"flagged": flagged, "chars": chars,
-                "documents_with_spans": int(len(np.unique(_concat(docs, 0).reshape(-1))))}  # fmt: skip
-
-    def _remove_stale(self) -> None:
-        """Remove dedup attribute parts that an earlier run wrote (named in its record) and this
-        run did not: their clusters refer to another corpus. Nothing else is touched."""
-        record = self.state / "written.json"
-        now = sorted(str(self.attr_path(p)) for p in self.plan["parts"])
-        keep = set(now)
-        for path in (read_json(record) or {}).get("files", []):
-            if path not in keep and Path(path).is_file():
-                Path(path).unlink()
-                parent = Path(path).parent
-                if parent.is_dir() and not any(parent.iterdir()):
-                    parent.rmdir()
-        write_json_atomic(record, {"files": now})
-
-
-def _exact_hist(n_docs: int, exact: dict) -> dict:
-    sizes = {k: v for k, v in exact.get("exact_group_sizes", {}).items()}
-    in_groups = sum(int(k) * v for k, v in sizes.items())
-    out = {"1": n_docs - in_groups} if n_docs - in_groups else {}
-    out.update(sorted(sizes.items(), key=lambda kv: int(kv[0])))
-    return out
-
-
 # ---------------------------------------------------------------------------- the factory
 
 
 def dedup_stages(workdir: str | Path, settings: dict) -> list[Stage]:
     """The dedup stages, in order, for `settings` (run_dedup's keyword arguments). All share the
-    group "dedup"; the last one's finish returns the stats dict (also in state/dedup/stats.json)."""
+    group "dedup"; the last one's finish returns the stats dict (also in state/dedup/stats.json).
+    dedup.components runs the rounds after its first as stages it chains (`next_stage`)."""
     s = resolve_settings(settings)
     stages: list[Stage] = [SignaturesStage(workdir, s), ExactStage(workdir, s)]
     if s["minhash"]:
         stages += [CandidatesStage(workdir, s), VerifyStage(workdir, s)]
-    stages += [ResolveStage(workdir, s), WriteStage(workdir, s)]
-    return stages
+    from mixer.dedup.resolve import resolve_stages  # it builds on the stages above
+
+    return stages + resolve_stages(workdir, s)
 
 
 __all__ = ["dedup_stages", "resolve_settings", "signature_floor", "DEFAULTS"]
