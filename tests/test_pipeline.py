@@ -199,113 +199,45 @@ def test_force_and_until_select_stages_exactly(finished):
     assert bad.exit_code == 2 and "no such stage" in bad.output
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
-    """`ray start --block` in its own session: stopping that session stops only this node."""
-    ray_bin = Path(sys.executable).parent / "ray"
-    return subprocess.Popen(
-        [str(ray_bin), "start", "--block", "--disable-usage-stats", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=15)
-            time.sleep(0.5)
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.slow
 def test_ray_two_nodes_same_bytes_as_local(finished, tmp_path, monkeypatch):
     """A two-node Ray cluster on loopback runs the sample recipe: every stage that runs tasks
     on Ray runs them on both nodes, and every output is byte-identical to the local run's."""
     ray = pytest.importorskip("ray")
     pytest.importorskip("aiohttp")  # ray[default]: the dashboard serves the state API
-    from ray.util.state import list_nodes, list_tasks
+    from ray.util.state import list_tasks
+    from ray_cluster import ray_cluster
 
     recipe, local_wd, _ = finished
-    port, dash = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",  # DESIGN.md pitfalls: a stored token breaks a second node
-        "PYTHONPATH": str(ROOT),
-    }
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    temp = Path(f"/tmp/mx-ray-{port}")  # short: Ray's socket paths have a length limit
-    head = _ray_node(
-        ["--head", f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=1",
-         "--include-dashboard=true", f"--temp-dir={temp}"],
-        env,
-    )  # fmt: skip
-    nodes = [head]
-    address = f"127.0.0.1:{port}"
-    state_api = f"http://127.0.0.1:{dash}"  # explicit: other Ray instances may run on this machine
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if (
-                subprocess.run(
-                    [str(Path(sys.executable).parent / "ray"), "status", f"--address={address}"],
-                    env=env,
-                    capture_output=True,
-                ).returncode
-                == 0
-            ):
-                break
-            time.sleep(1)
-        nodes.append(
-            _ray_node([f"--address={address}", "--num-cpus=1", '--resources={"node2": 1}'], env)
-        )
-        ray.init(address=address, log_to_driver=False)
-        while (
-            time.time() < deadline
-            and len([n for n in list_nodes(address=state_api) if n.state == "ALIVE"]) < 2
-        ):
-            time.sleep(0.5)
-        assert len(list_nodes(address=state_api)) == 2, "the second node did not join"
-        wd = tmp_path / "wd"
-        _run(
-            [
-                "run", str(recipe), "--workdir", str(wd), "--quiet",
-                "--executor", "ray", "--ray-address", address,
-                "--set", f"taggers.quality.model={wd / 'models' / 'quality.bin'}",
-            ]
-        )  # fmt: skip
-        time.sleep(2)  # task events reach the state API asynchronously
-        tasks = list_tasks(address=state_api, limit=10_000, raise_on_missing_output=False)
-        by_name: dict[str, list] = {}
-        for t in tasks:
-            by_name.setdefault(t.name, []).append(t.node_id)
-        multi = {name for name, ids in by_name.items() if len(ids) >= 2}
-        assert {"ingest", "tag", "mix.stats", "mix.select"} <= multi, by_name.keys()
-        for name in multi:
-            assert len(set(by_name[name])) == 2, f"{name}: tasks ran on one node only"
-        for single in ("tokenizer", "decon-index", "train-fasttext.quality"):
-            assert single in by_name, by_name.keys()
-    finally:
-        ray.shutdown()
-        for node in reversed(nodes):
-            _stop(node)
-        import shutil
-
-        shutil.rmtree(temp, ignore_errors=True)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # DESIGN.md pitfalls: a stored token
+    wd = tmp_path / "wd"
+    with ray_cluster() as cluster:
+        cluster.add_worker_node("node2")
+        ray.init(address=cluster.address, log_to_driver=False)
+        try:
+            _run(
+                [
+                    "run", str(recipe), "--workdir", str(wd), "--quiet",
+                    "--executor", "ray", "--ray-address", cluster.address,
+                    "--set", f"taggers.quality.model={wd / 'models' / 'quality.bin'}",
+                ]
+            )  # fmt: skip
+            time.sleep(2)  # task events reach the state API asynchronously
+            # explicit address: other Ray instances may run on this machine
+            tasks = list_tasks(
+                address=cluster.dashboard, limit=10_000, raise_on_missing_output=False
+            )
+        finally:
+            ray.shutdown()
+    by_name: dict[str, list] = {}
+    for t in tasks:
+        by_name.setdefault(t.name, []).append(t.node_id)
+    multi = {name for name, ids in by_name.items() if len(ids) >= 2}
+    assert {"ingest", "tag", "mix.stats", "mix.select"} <= multi, by_name.keys()
+    for name in multi:
+        assert len(set(by_name[name])) == 2, f"{name}: tasks ran on one node only"
+    for single in ("tokenizer", "decon-index", "train-fasttext.quality"):
+        assert single in by_name, by_name.keys()
 
     def every_output(root: Path) -> dict[str, str]:
         skip = ("state/", "report/", "mixer.log", "runs/")
