@@ -317,7 +317,6 @@ def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
     lines[5] = b'{"id": 5, "text": "numeric id", "source": "web", "extra": 1}'  # careful branch
     raw.write_bytes(b"\n".join(lines) + b"\n")
     ingest([str(raw.parent)], tmp_path / "big", workers=1, progress=False)
-    monkeypatch.setattr(ing, "ROW_GROUP_BYTES", 5000)
     monkeypatch.setattr(ing, "BUFFER_BYTES", 20000)
     monkeypatch.setattr(ing, "WRITE_AHEAD_BYTES", 1)
     ingest([str(raw.parent)], tmp_path / "small", workers=1, progress=False)
