@@ -52,7 +52,7 @@ from mixer.io import (
     atomic_path,
     clean_temporaries,
     file_fingerprint,
-    iter_line_blocks,
+    iter_line_chunks,
     read_json,
     write_json_atomic,
 )
@@ -296,6 +296,8 @@ def _rows_piece(rows: list[tuple]) -> pa.Table:
 # ------------------------------------------------------------------------ a block by Arrow
 
 _JSON_SPACE = frozenset(b" \t\r")
+_META_TRIES = 4  # matches of the metadata key tried from the end of a line
+_SPACES = memoryview(b" " * (1 << 20))  # metadata longer than this: the per-line path
 _MAY_BE_SPACE = np.zeros(256, bool)  # first bytes of the characters str.isspace() accepts
 _MAY_BE_SPACE[list(range(33)) + list(range(0x80, 0x100))] = True
 
@@ -329,59 +331,83 @@ def _single(column) -> pa.Array:
 
 
 def _arrow_block(
-    lines: list[bytes], first: int, forced: str | None, fallback: str, reader: _BlockReader
+    data: bytes,
+    start: int,
+    stop: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+    reader: _BlockReader,
 ) -> tuple[pa.Table, np.ndarray] | None:
-    """A block of lines parsed by Arrow's JSON reader into a PIECE_SCHEMA table (and the
-    cumulative text bytes per row), or None: then every line of the block takes the per-line
-    path, so what is kept or quarantined never depends on this reader.
+    """The lines `data[start:stop]` (separated by newlines) parsed by Arrow's JSON reader into
+    a PIECE_SCHEMA table (and the text bytes before each row, n + 1 values), or None: then
+    every line of the block takes the per-line path, so what is kept or quarantined never
+    depends on this reader.
 
     It returns a table only when every line is a JSON object whose keys are the Dolma fields,
     with string (or null) id/text/source/added/created, a non-blank id, a text, valid UTF-8, no
     repeated key, and the metadata value (if any) the last key. Then the rows are exactly what
-    the per-line path makes of these lines: the metadata value is cut off each line (its text
-    found from the end: a match of `"metadata":` after a comma is a key, and only the last
-    key of the object leaves a valid JSON value before the final brace) and written by
-    orjson as the per-line path writes it; Arrow parses the rest without making Python
-    objects, and refuses any other key, type, repeated key or bad escape."""
+    the per-line path makes of these lines: the metadata value is found from the end of the
+    line (a match of `"metadata":` after a comma is a key, and only the object's last key
+    leaves a valid JSON value before the final brace), written by orjson as the per-line path
+    writes it, and blanked out (spaces) in a copy of the block; Arrow parses the rest without
+    making Python objects, and refuses any other key, type, repeated key or bad escape."""
     key = reader.meta_key
     klen = len(key)
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     space = _JSON_SPACE
-    pieces: list = []
+    blank = _SPACES
+    buf = bytearray(memoryview(data)[start:stop])  # the copy Arrow reads, metadata blanked
     metas: list = []
-    for line in lines:
-        if line[:1] != b"{":  # blank lines, leading spaces, other values: the per-line path
+    find, rfind = data.find, data.rfind
+    s = start
+    while True:
+        e = find(b"\n", s, stop)
+        if e < 0:
+            e = stop
+        if data[s : s + 1] != b"{":  # blank lines, leading spaces, other values
             return None
-        i = line.rfind(key)
+        i = rfind(key, s, e)
         if i < 0:
-            pieces += (line, b"\n")
             metas.append(None)
-            continue
-        j = i - 1
-        while line[j] in space:
-            j -= 1
-        end = len(line)
-        while line[end - 1] in space:
-            end -= 1
-        if line[j] != 44 or line[end - 1] != 125:  # a "," before the key, a "}" at the end
-            return None
-        view = memoryview(line)
-        try:
-            value = loads(view[i + klen : end - 1])
-            metas.append(None if value is None else dumps(value))
-        except (decode_error, TypeError):
-            return None
-        pieces += (view[:j], b"}\n")
-    data = b"".join(pieces)
+        else:
+            end = e
+            while data[end - 1] in space:
+                end -= 1
+            if data[end - 1] != 125:  # "}"
+                return None
+            for _ in range(_META_TRIES):  # a later match is a key inside the metadata value
+                j = i - 1
+                while data[j] in space:
+                    j -= 1
+                if data[j] == 44:  # a "," before the key
+                    try:
+                        value = loads(data[i + klen : end - 1])
+                        metas.append(None if value is None else dumps(value))
+                        break
+                    except (decode_error, TypeError):
+                        pass
+                i = rfind(key, s, i)
+                if i < 0:
+                    return None
+            else:
+                return None
+            n_blank = end - 1 - j
+            if n_blank > len(blank):
+                return None
+            buf[j - start : end - 1 - start] = blank[:n_blank]
+        if e >= stop:
+            break
+        s = e + 1
     try:
         table = pajson.read_json(
-            pa.BufferReader(data),
-            read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            pa.BufferReader(pa.py_buffer(buf)),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(buf) + 1),
             parse_options=reader.options,
         )
     except pa.ArrowException:
         return None
-    n = len(lines)
+    n = len(metas)
     if table.num_rows != n:  # a line held two values
         return None
     doc_ids, texts, sources, added, created = (_single(c) for c in table.columns)
@@ -713,15 +739,22 @@ def _ingest_shard(
     gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
     try:
         try:
-            for first, lines, terminated in iter_line_blocks(path):
-                if first == 1 and lines[0].startswith(BOM):
-                    lines[0] = lines[0][len(BOM) :]
-                lines_read += len(lines)
+            for data, stop in iter_line_chunks(path):
+                first = lines_read + 1
+                start = len(BOM) if first == 1 and data.startswith(BOM) else 0
                 if reader is not None:
-                    block = _arrow_block(lines, first, source, fallback, reader)
+                    block = _arrow_block(data, start, stop, first, source, fallback, reader)
                     if block is not None:
+                        lines_read += block[0].num_rows
                         out.add_piece(*block)
                         continue
+                lines = data.split(b"\n")
+                terminated = stop < len(data)
+                if terminated:
+                    lines.pop()
+                if start:
+                    lines[0] = lines[0][start:]
+                lines_read += len(lines)
                 rows = out.rows
                 buffered = out.buffered
                 room = ROW_GROUP_ROWS - out.piece_rows
@@ -770,6 +803,7 @@ def _ingest_shard(
                         rows, buffered, room = out.rows, 0, ROW_GROUP_ROWS
                 out.buffered = buffered
         except StreamError as e:
+            e.line_no = lines_read + 1
             lines_read += 1
             stream_error = {"offset": e.offset, "line": e.line_no, "detail": e.message}
             reject(
