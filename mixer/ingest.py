@@ -358,7 +358,9 @@ def _arrow_block(
     space = _JSON_SPACE
     blank = _SPACES
     buf = bytearray(memoryview(data)[start:stop])  # the copy Arrow reads, metadata blanked
-    metas: list = []
+    values: list = []  # the metadata values, parsed
+    slices: list = []  # their text in the line
+    where: list = []  # per line: its index in values, or -1 (no metadata key)
     find, rfind = data.find, data.rfind
     s = start
     while True:
@@ -369,7 +371,7 @@ def _arrow_block(
             return None
         i = rfind(key, s, e)
         if i < 0:
-            metas.append(None)
+            where.append(-1)
         else:
             end = e
             while data[end - 1] in space:
@@ -381,17 +383,20 @@ def _arrow_block(
                 while data[j] in space:
                     j -= 1
                 if data[j] == 44:  # a "," before the key
+                    text = data[i + klen : end - 1]
                     try:
-                        value = loads(data[i + klen : end - 1])
-                        metas.append(None if value is None else dumps(value))
+                        value = loads(text)
                         break
-                    except (decode_error, TypeError):
+                    except decode_error:
                         pass
                 i = rfind(key, s, i)
                 if i < 0:
                     return None
             else:
                 return None
+            where.append(len(values))
+            values.append(value)
+            slices.append(text)
             n_blank = end - 1 - j
             if n_blank > len(blank):
                 return None
@@ -399,6 +404,15 @@ def _arrow_block(
         if e >= stop:
             break
         s = e + 1
+    metas = [None] * len(where)
+    if values:
+        try:  # the text as orjson writes it: the line's own when it is the same (compact)
+            written = dumps(values)
+            if written[1:-1] != b",".join(slices):
+                slices = [dumps(v) for v in values]
+        except TypeError:
+            return None
+        metas = [None if k < 0 or values[k] is None else slices[k] for k in where]
     try:
         table = pajson.read_json(
             pa.BufferReader(pa.py_buffer(buf)),
@@ -407,7 +421,7 @@ def _arrow_block(
         )
     except pa.ArrowException:
         return None
-    n = len(metas)
+    n = len(where)
     if table.num_rows != n:  # a line held two values
         return None
     doc_ids, texts, sources, added, created = (_single(c) for c in table.columns)
