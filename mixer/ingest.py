@@ -440,7 +440,7 @@ def _arrow_block(
     for k in np.flatnonzero(_MAY_BE_SPACE[heads]):  # the id might be all white space
         if not doc_ids[int(k)].as_py().strip():
             return None
-    if forced is not None:
+    if forced:
         sources = _repeat(forced, n)
     elif sources.null_count == n:
         sources = _repeat(fallback, n)
@@ -514,7 +514,7 @@ class _ShardOutput:
         self.workdir, self.index, self.src_file = workdir, index, src_file
         # the per-line path appends (source, id, text, added, created, metadata, line) here
         self.rows: list[tuple] = []
-        self.pieces: list[pa.Table] = []
+        self.pieces: dict[str, list[pa.Table]] = {}  # per source, in line order
         self.buffered = 0  # text in pieces and rows (bytes; characters for rows)
         self.piece_rows = 0
         self.count: Counter = Counter()
@@ -534,11 +534,32 @@ class _ShardOutput:
             room_rows = ROW_GROUP_ROWS - self.piece_rows
             end = int(np.searchsorted(text_ends, text_ends[start] + room_bytes, "left"))
             end = max(start + 1, min(end, start + room_rows, n))
-            self.pieces.append(table if (start, end) == (0, n) else table.slice(start, end - start))
+            self._add(table if (start, end) == (0, n) else table.slice(start, end - start))
             self.buffered += int(text_ends[end] - text_ends[start])
-            self.piece_rows += end - start
             if self.buffered >= BUFFER_BYTES or self.piece_rows >= ROW_GROUP_ROWS:
                 self.write()
+            start = end
+
+    def _add(self, piece: pa.Table) -> None:
+        """Buffer a piece per source: rows of one source as they are, else stably sorted by
+        source (a gather within the piece, which is small) and sliced."""
+        n = piece.num_rows
+        self.piece_rows += n
+        sources = _single(piece.column("source"))  # never null
+        least, most = pc.min_max(sources).as_py().values()
+        if least == most:
+            self.pieces.setdefault(least, []).append(piece)
+            return
+        sources = sources.dictionary_encode()
+        names = sources.dictionary.to_pylist()
+        codes = np.frombuffer(sources.indices.buffers()[1], np.int32, n, sources.indices.offset * 4)
+        order = np.argsort(codes, kind="stable")
+        piece = piece.take(pa.array(order))
+        ends = np.cumsum(np.bincount(codes, minlength=len(names)))
+        start = 0
+        for name, end in zip(names, ends.tolist(), strict=True):
+            if end > start:
+                self.pieces.setdefault(name, []).append(piece.slice(start, end - start))
             start = end
 
     def _rows_to_piece(self, rows: list[tuple] | None = None) -> None:
@@ -556,55 +577,32 @@ class _ShardOutput:
             self._rows_to_piece(rows[:half])
             self._rows_to_piece(rows[half:])
         else:
-            self.pieces.append(piece)
-            self.piece_rows += len(rows)
+            self._add(piece)
         if rows is self.rows:
             self.rows = []
 
     def write(self) -> None:
         """Hand everything buffered to the writer thread: one row group per source."""
         self._rows_to_piece()
-        pieces, self.pieces, self.buffered, self.piece_rows = self.pieces, [], 0, 0
-        if not pieces:
-            return
-        table = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-        n = table.num_rows
-        sources = _single(table.column("source")).dictionary_encode()
-        names = sources.dictionary.to_pylist()
-        codes = np.frombuffer(sources.indices.buffers()[1], np.int32, n, sources.indices.offset * 4)
-        if len(names) == 1:
-            runs = [(names[0], 0, n)]
-        else:
-            rank = np.empty(len(names), np.int64)
-            order_of_names = sorted(range(len(names)), key=names.__getitem__)
-            rank[order_of_names] = np.arange(len(names))
-            keys = rank[codes]
-            order = np.argsort(keys, kind="stable")
-            table = table.take(pa.array(order))
-            counts = np.bincount(keys, minlength=len(names))
-            ends = np.cumsum(counts)
-            runs = [
-                (names[i], int(ends[r] - counts[r]), int(counts[r]))
-                for r, i in enumerate(order_of_names)
-                if counts[r]
-            ]
-        src_file = _repeat(self.src_file, n, 2**31 - 1)  # n <= ROW_GROUP_ROWS: it fits
-        table = pa.Table.from_arrays(
-            [
-                table.column("id"),
-                table.column("text"),
-                table.column("source"),
-                table.column("added"),
-                table.column("created"),
-                table.column("metadata"),
-                src_file,
-                table.column("src_line"),
-            ],
-            schema=DOCUMENT_SCHEMA,
-        )
-        for source, start, k in runs:
-            part = table if k == n else table.slice(start, k)
-            self._submit(source, part, _id_hashes(part.column("id")), part.nbytes)
+        pieces, self.pieces, self.buffered, self.piece_rows = self.pieces, {}, 0, 0
+        for source in sorted(pieces):
+            parts = pieces[source]
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            n = table.num_rows
+            table = pa.Table.from_arrays(
+                [
+                    table.column("id"),
+                    table.column("text"),
+                    table.column("source"),
+                    table.column("added"),
+                    table.column("created"),
+                    table.column("metadata"),
+                    _repeat(self.src_file, n, 2**31 - 1),  # n <= ROW_GROUP_ROWS: it fits
+                    table.column("src_line"),
+                ],
+                schema=DOCUMENT_SCHEMA,
+            )
+            self._submit(source, table, _id_hashes(table.column("id")), table.nbytes)
 
     def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
         self.count[source] += table.num_rows
