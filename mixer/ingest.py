@@ -15,9 +15,10 @@ not rewrite. Nothing mixer did not write is ever deleted.
 
 Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
 `duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
-memory, without reading any Parquet file. How a shard is parsed and written fast (a fast
-branch for plain Dolma records, Arrow columns from UTF-8 buffers, row groups sized by bytes,
-one table for all small sources, a writer thread): docs/ingest.md.
+memory, without reading any Parquet file. How a shard is parsed and written fast (whole
+decompressed pieces read by Arrow's JSON reader when every line is a plain Dolma record, a
+per-line path for any other piece, one buffer per shard sorted by source, LZ4 text, a writer
+thread): docs/ingest.md.
 
 `ingest(...)` is the thin wrapper the `mixer ingest` command and the tests call.
 """

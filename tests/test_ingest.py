@@ -480,3 +480,35 @@ def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypa
     # kept: the numeric id, the extra field, the lone surrogate, the repeated key (the last wins)
     assert len(docs) == 400 + 300 + 4
     assert sum(1 for k in arrow if k.startswith("quarantine")) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": "a", "text": "b",}',
+        b'{"id": "a", /* c */ "text": "b"}',
+        b'{"id": "a", "text": "b"} // c',
+        b"{'id': 'a', 'text': 'b'}",
+        b'{"id": "a", "text": "b", "metadata": {},}',
+        b'{"id": "a", "text": "b"} null',
+        b'{"id": "a", "text": "b"}\x00',
+        b'{"id": "a", "text": "b", "metadata": NaN}',
+        b'{"id": "a", "text": "b", "metadata": {"x": 1} , "source": "s"}',
+        b'{"metadata": {"x": 1}}',
+        b'{"id": "a", "text": "b", "metadata": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+        b'{"id": "a", "text": "b", "more": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        b'{"id": "a", "text": "\\udc00"}',
+        b'{"id": "a", "text": "\xc3"}',
+        b'{"id": "\\u2003", "text": "b"}',
+        b'{"id": "a", "text": "b", "te\\u0078t": "c"}',
+        b' {"id": "a", "text": "b"}',
+        b"null",
+    ],
+)
+def test_lines_arrow_must_not_read_go_line_by_line(line: bytes):
+    """Whatever orjson refuses, or reads differently, is never taken by the Arrow path."""
+    import mixer.ingest as ing
+
+    reader = ing._block_reader(FieldMap())
+    block = b'{"id": "ok", "text": "fine"}\n' + line
+    assert ing._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
