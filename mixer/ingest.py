@@ -69,6 +69,7 @@ from mixer.stage import RunContext, Stage, Task, run_stage
 
 BUFFER_BYTES = 64 << 20  # text buffered (all sources of a shard) before it is written
 ROW_GROUP_ROWS = 65536  # rows buffered before they are written
+MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
 MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
 WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
@@ -744,6 +745,7 @@ def _ingest_shard(
     # other block takes the per-line loop: a plain Dolma record the fast branch, anything else
     # (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
     reader = _block_reader(fields)
+    misses = skip = 0  # pieces Arrow refused in a row; pieces to read line by line before retrying
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     names = fields.names
     f_id, f_text, f_src = fields.id, fields.text, fields.source
@@ -755,12 +757,18 @@ def _ingest_shard(
             for data, stop in iter_line_chunks(path):
                 first = lines_read + 1
                 start = len(BOM) if first == 1 and data.startswith(BOM) else 0
-                if reader is not None:
+                if reader is not None and skip == 0:
                     block = _arrow_block(data, start, stop, first, source, fallback, reader)
                     if block is not None:
+                        misses = 0
                         lines_read += block[0].num_rows
                         out.add_piece(*block)
                         continue
+                    # a corpus whose pieces keep failing is not parsed twice: back off
+                    misses += 1
+                    skip = min(1 << misses, MAX_ARROW_SKIP)
+                elif skip:
+                    skip -= 1
                 lines = data.split(b"\n")
                 terminated = stop < len(data)
                 if terminated:
