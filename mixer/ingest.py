@@ -69,6 +69,7 @@ from mixer.stage import RunContext, Stage, Task, run_stage
 
 BUFFER_BYTES = 64 << 20  # text buffered (all sources of a shard) before it is written
 ROW_GROUP_ROWS = 65536  # rows buffered before they are written
+SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one chunk
 MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
 MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
@@ -590,6 +591,8 @@ class _ShardOutput:
         for source in sorted(pieces):
             parts = pieces[source]
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            if len(parts) > 1 and table.nbytes < SMALL_PART_BYTES:
+                table = table.combine_chunks()  # one page per column, not one per piece
             n = table.num_rows
             table = pa.Table.from_arrays(
                 [
