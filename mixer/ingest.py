@@ -73,7 +73,7 @@ SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one
 MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
 MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
-WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
+WRITER_THREADS = 1  # Parquet encoding and compression run there, without the GIL
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
 STATS_COLUMNS = ["source", "added", "created", "src_file", "src_line"]
 # documents/: the text (most of the bytes) in LZ4, the rest in zstd. LZ4 costs about half of
@@ -506,11 +506,11 @@ class _ShardOutput:
     """Documents of one shard, buffered in line order and written as row groups per source.
 
     Rows arrive as Arrow tables of whole blocks (`add_piece`) or one by one from the per-line
-    path (appended to `rows`, turned into a table when needed). When the buffer holds
-    BUFFER_BYTES of text or ROW_GROUP_ROWS rows (cut at that row, whatever the blocks), it is
-    written: one table, stably sorted by source when it holds several, sliced per source, one
-    row group per source. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead:
-    memory stays bounded whatever the shard size.
+    path (appended to `rows`, turned into a table when needed); each piece is stably sorted
+    by source as it arrives and kept per source. When the buffer holds BUFFER_BYTES of text
+    or ROW_GROUP_ROWS rows (cut at that row, whatever the blocks), it is written: one row
+    group per source. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory
+    stays bounded whatever the shard size.
     """
 
     def __init__(self, workdir: Path, index: int, src_file: str):
