@@ -14,6 +14,9 @@ and warmed (imports done) before the clock starts. "wall" is elapsed time; with 
 CPU time of this process (all its threads) is printed too, which is steadier than wall time on
 a shared, busy machine. Printed: each back-to-back pair, the best pair's ratio, and the ratio
 of the fastest floor to the fastest mixer run (steadier when other jobs come and go).
+
+    # the shard code alone (ingest_shard per shard, in this process: no stage, no executor)
+    python -m bench.ingest --realistic /work/bench_data/realistic_200mb.jsonl.zst --shard-only
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import orjson
 import zstandard
 
 from mixer.executor import LocalExecutor
-from mixer.ingest import IngestSource, IngestStage
+from mixer.ingest import FieldMap, IngestSource, IngestStage, ingest_shard
 from mixer.io import iter_line_blocks, iter_lines
 from mixer.stage import RunContext, run_stage
 
@@ -68,6 +71,32 @@ def _timed(fn):
     t, c = time.perf_counter(), time.process_time()
     out = fn()
     return out, time.perf_counter() - t, time.process_time() - c
+
+
+def run_shards(shards: list[Path], source: str | None, repeat: int) -> dict:
+    """Floor, then `ingest_shard` over every shard, in this process, `repeat` times."""
+    files = [str(s) for s in shards]
+    warm = Path(tempfile.mkdtemp(prefix="mixer-bench-ingest-warm-"))
+    (warm / "w.jsonl").write_bytes(b'{"id": "a", "text": "b"}\n')
+    ingest_shard(str(warm), str(warm / "w.jsonl"), 0, source, FieldMap())
+    shutil.rmtree(warm)
+    rows, sources = [], set()
+    raw = 0
+    for _ in range(repeat):
+        raw, fw, fc = _timed(lambda: sum(map(floor_one, files)))
+        wd = Path(tempfile.mkdtemp(prefix="mixer-bench-ingest-"))
+
+        def shard_all(wd=wd):
+            return [ingest_shard(str(wd), f, i, source, FieldMap()) for i, f in enumerate(files)]
+
+        stats, mw, mc = _timed(shard_all)
+        for st in stats:
+            assert st["lines_read"] == st["ingested"] + st["quarantined"]
+            sources.update(st["per_source"])
+        shutil.rmtree(wd)
+        rows.append((fw, fc, mw, mc))
+    best = max(rows, key=lambda r: r[0] / r[2])
+    return {"raw": raw, "rows": rows, "best": best, "sources": len(sources)}
 
 
 def run(shards: list[Path], workers: int, source: str | None, repeat: int) -> dict:
@@ -122,6 +151,11 @@ def main() -> None:
         help="one: --source bench (the issue's setting); own: each document's source",
     )
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--shard-only",
+        action="store_true",
+        help="time ingest_shard alone, in this process (1 worker; no stage, no executor)",
+    )
     args = ap.parse_args()
     if args.realistic:
         path = Path(args.realistic)
@@ -133,8 +167,11 @@ def main() -> None:
         shards = write_corpus(args.corpus, args.mb << 20, max(1, args.shards))
         name = f"bench/corpus.py {args.mb} MB"
     source = "bench" if args.sources == "one" else None
-    for workers in [int(w) for w in args.workers.split(",")]:
-        r = run(shards, workers, source, args.repeat)
+    for workers in [1] if args.shard_only else [int(w) for w in args.workers.split(",")]:
+        if args.shard_only:
+            r = run_shards(shards, source, args.repeat)
+        else:
+            r = run(shards, workers, source, args.repeat)
         mb = r["raw"] / 1e6
         print(
             f"{name}: {mb:.0f} MB raw JSON in {len(shards)} shard(s), {r['sources']} source(s), "

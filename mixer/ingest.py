@@ -15,9 +15,10 @@ not rewrite. Nothing mixer did not write is ever deleted.
 
 Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
 `duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
-memory, without reading any Parquet file. How a shard is parsed and written fast (a fast
-branch for plain Dolma records, Arrow columns from UTF-8 buffers, row groups sized by bytes,
-one table for all small sources, a writer thread): docs/ingest.md.
+memory, without reading any Parquet file. How a shard is parsed and written fast (whole
+decompressed pieces read by Arrow's JSON reader when every line is a plain Dolma record, a
+per-line path for any other piece, one buffer per shard sorted by source, LZ4 text, a writer
+thread): docs/ingest.md.
 
 `ingest(...)` is the thin wrapper the `mixer ingest` command and the tests call.
 """
@@ -41,6 +42,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from mixer.errors import MixerError
@@ -50,7 +53,7 @@ from mixer.io import (
     atomic_path,
     clean_temporaries,
     file_fingerprint,
-    iter_line_blocks,
+    iter_line_chunks,
     read_json,
     write_json_atomic,
 )
@@ -64,15 +67,21 @@ from mixer.schema import (
 )
 from mixer.stage import RunContext, Stage, Task, run_stage
 
-ROW_GROUP_BYTES = 32 << 20  # a source's buffered text this large is written as a row group
-ROW_GROUP_ROWS = 65536
-BUFFER_BYTES = 64 << 20  # text buffered over all sources of a shard before the largest are written
+BUFFER_BYTES = 64 << 20  # text buffered (all sources of a shard) before it is written
+ROW_GROUP_ROWS = 65536  # rows buffered before they are written
+SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one chunk
+MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
 MAX_ARRAY_BYTES = 2**31 - 1  # string data one Arrow string array (int32 offsets) can hold
-WRITER_THREADS = 1  # Parquet encoding and zstd run there, without the GIL (more: per part)
+WRITER_THREADS = 1  # Parquet encoding and compression run there, without the GIL
 LOW_CARDINALITY = ["source", "added", "created", "src_file"]
 STATS_COLUMNS = ["source", "added", "created", "src_file", "src_line"]
+# documents/: the text (most of the bytes) in LZ4, the rest in zstd. LZ4 costs about half of
+# zstd's CPU to write (and less to read) for files about 40% larger: docs/bench_ingest.md.
+DOCUMENT_COMPRESSION = {f.name: PARQUET_COMPRESSION for f in DOCUMENT_SCHEMA} | {"text": "lz4"}
 BOM = b"\xef\xbb\xbf"
+# what a shard's rows are buffered as before the writer adds src_file (DOCUMENT_SCHEMA's order)
+PIECE_SCHEMA = pa.schema([f for f in DOCUMENT_SCHEMA if f.name != "src_file"])
 
 
 @dataclass(frozen=True)
@@ -236,47 +245,226 @@ def _utf8_or_null(values: list) -> pa.Array:
     )
 
 
-def _repeat(value: str, n: int) -> pa.Array:
+def _repeat(value: str, n: int, limit: int | None = None) -> pa.Array:
     b = value.encode()
     offsets = np.arange(n + 1, dtype=np.int64) * len(b)
-    if offsets[-1] > MAX_ARRAY_BYTES:
+    if offsets[-1] > (MAX_ARRAY_BYTES if limit is None else limit):
         raise OverflowError("string column too large for one array")
     return pa.Array.from_buffers(
         pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b * n)]
     )
 
 
-def _id_hashes(encoded_ids: list[bytes]) -> np.ndarray:
-    """128-bit BLAKE2b of each id, as (n, 2) uint64: what duplicate counting compares."""
+def _id_hashes(ids) -> np.ndarray:
+    """128-bit BLAKE2b of each id (a string Array or ChunkedArray), as (n, 2) uint64: what
+    duplicate counting compares. The ids' UTF-8 bytes are hashed straight from Arrow's buffers."""
     digest = hashlib.blake2b
-    joined = b"".join([digest(i, digest_size=16).digest() for i in encoded_ids])
-    return np.frombuffer(joined, dtype="<u8").reshape(-1, 2)
+    out = []
+    for arr in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
+        n = len(arr)
+        if n == 0:
+            continue
+        _, offsets, data = arr.buffers()
+        off = np.frombuffer(offsets, np.int32, n + 1, arr.offset * 4).tolist()
+        view = memoryview(data) if data is not None else memoryview(b"")
+        out += [
+            digest(view[a:b], digest_size=16).digest()
+            for a, b in zip(off[:-1], off[1:], strict=True)
+        ]
+    return np.frombuffer(b"".join(out), dtype="<u8").reshape(-1, 2)
 
 
-def _to_table(
-    runs: list[tuple[str, int]], src_file: str, rows: list[tuple]
-) -> tuple[pa.Table, np.ndarray]:
-    """Rows (id, text, added, created, metadata, line) -> (table, id hashes). `runs` says which
-    source the rows are, in order: [(source, number of rows), ...]. Several small sources make
-    one table (sliced per source afterwards): the fixed cost per array is paid once."""
+def _rows_piece(rows: list[tuple]) -> pa.Table:
+    """Rows of the per-line path (source, id, text, added, created, metadata, line) -> a table
+    of PIECE_SCHEMA. OverflowError when its text does not fit one array (the caller splits)."""
     n = len(rows)
-    doc_ids, texts, added, created, meta, lines = zip(*rows, strict=True)
-    ids = [i.encode() for i in doc_ids]
-    if len(runs) == 1:
-        sources = _repeat(runs[0][0], n)
+    sources, doc_ids, texts, added, created, meta, lines = zip(*rows, strict=True)
+    first = sources[0]
+    if sources.count(first) == n:
+        source = _repeat(first, n)
     else:
-        sources = _utf8([enc for src, k in runs for enc in [src.encode()] * k])
+        source = _utf8([s.encode() for s in sources])
     arrays = [
-        _utf8(ids),
+        _utf8([i.encode() for i in doc_ids]),
         _utf8([t.encode() for t in texts]),
-        sources,
+        source,
         _utf8_or_null(added),
         _utf8_or_null(created),
         _utf8_or_null(meta),
-        _repeat(src_file, n),
         pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.array(lines, np.int64))]),
     ]
-    return pa.Table.from_arrays(arrays, schema=DOCUMENT_SCHEMA), _id_hashes(ids)
+    return pa.Table.from_arrays(arrays, schema=PIECE_SCHEMA)
+
+
+# ------------------------------------------------------------------------ a block by Arrow
+
+_JSON_SPACE = frozenset(b" \t\r")
+_META_TRIES = 4  # matches of the metadata key tried from the end of a line
+_SPACES = memoryview(b" " * (1 << 20))  # metadata longer than this: the per-line path
+_MAY_BE_SPACE = np.zeros(256, bool)  # first bytes of the characters str.isspace() accepts
+_MAY_BE_SPACE[list(range(33)) + list(range(0x80, 0x100))] = True
+
+
+@dataclass(frozen=True)
+class _BlockReader:
+    """Arrow's JSON reader set up for one field map: the five string fields by an explicit
+    schema (any other key is an error), metadata cut off each line first."""
+
+    schema: pa.Schema
+    options: pajson.ParseOptions
+    meta_key: bytes  # b'"metadata":'
+
+
+def _block_reader(fields: FieldMap) -> _BlockReader | None:
+    """None when the field map can't be read this way (names repeated, or names that JSON
+    would escape): every block then takes the per-line path."""
+    names = [fields.id, fields.text, fields.source, fields.added, fields.created]
+    allowed = names + [fields.metadata]
+    if len(set(allowed)) < 6 or any(
+        '"' in n or "\\" in n or any(ord(c) < 32 for c in n) for n in allowed
+    ):
+        return None
+    schema = pa.schema([(n, pa.string()) for n in names])
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    return _BlockReader(schema, options, b'"' + fields.metadata.encode() + b'":')
+
+
+def _single(column) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
+
+
+def _arrow_block(
+    data: bytes,
+    start: int,
+    stop: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+    reader: _BlockReader,
+) -> tuple[pa.Table, np.ndarray] | None:
+    """The lines `data[start:stop]` (separated by newlines) parsed by Arrow's JSON reader into
+    a PIECE_SCHEMA table (and the text bytes before each row, n + 1 values), or None: then
+    every line of the block takes the per-line path, so what is kept or quarantined never
+    depends on this reader.
+
+    It returns a table only when every line is a JSON object whose keys are the Dolma fields,
+    with string (or null) id/text/source/added/created, a non-blank id, a text, valid UTF-8, no
+    repeated key, and the metadata value (if any) the last key. Then the rows are exactly what
+    the per-line path makes of these lines: the metadata value is found from the end of the
+    line (a match of `"metadata":` after a comma is a key, and only the object's last key
+    leaves a valid JSON value before the final brace), written by orjson as the per-line path
+    writes it, and blanked out (spaces) in a copy of the block; Arrow parses the rest without
+    making Python objects, and refuses any other key, type, repeated key or bad escape."""
+    key = reader.meta_key
+    klen = len(key)
+    loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    space = _JSON_SPACE
+    blank = _SPACES
+    buf = bytearray(memoryview(data)[start:stop])  # the copy Arrow reads, metadata blanked
+    values: list = []  # the metadata values, parsed
+    slices: list = []  # their text in the line
+    where: list = []  # per line: its index in values, or -1 (no metadata key)
+    find, rfind = data.find, data.rfind
+    s = start
+    while True:
+        e = find(b"\n", s, stop)
+        if e < 0:
+            e = stop
+        if data[s : s + 1] != b"{":  # blank lines, leading spaces, other values
+            return None
+        i = rfind(key, s, e)
+        if i < 0:
+            where.append(-1)
+        else:
+            end = e
+            while data[end - 1] in space:
+                end -= 1
+            if data[end - 1] != 125:  # "}"
+                return None
+            for _ in range(_META_TRIES):  # a later match is a key inside the metadata value
+                j = i - 1
+                while data[j] in space:
+                    j -= 1
+                if data[j] == 44:  # a "," before the key
+                    text = data[i + klen : end - 1]
+                    try:
+                        value = loads(text)
+                        break
+                    except decode_error:
+                        pass
+                i = rfind(key, s, i)
+                if i < 0:
+                    return None
+            else:
+                return None
+            where.append(len(values))
+            values.append(value)
+            slices.append(text)
+            n_blank = end - 1 - j
+            if n_blank > len(blank):
+                return None
+            buf[j - start : end - 1 - start] = blank[:n_blank]
+        if e >= stop:
+            break
+        s = e + 1
+    metas = [None] * len(where)
+    if values:
+        try:  # the text as orjson writes it: the line's own when it is the same (compact)
+            written = dumps(values)
+            if written[1:-1] != b",".join(slices):
+                slices = [dumps(v) for v in values]
+        except TypeError:
+            return None
+        metas = [None if k < 0 or values[k] is None else slices[k] for k in where]
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(pa.py_buffer(buf)),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(buf) + 1),
+            parse_options=reader.options,
+        )
+    except pa.ArrowException:
+        return None
+    n = len(where)
+    if table.num_rows != n:  # a line held two values
+        return None
+    doc_ids, texts, sources, added, created = (_single(c) for c in table.columns)
+    if doc_ids.null_count or texts.null_count:
+        return None
+    try:
+        for a in (doc_ids, texts, sources, added, created):
+            a.validate(full=True)  # UTF-8
+    except pa.ArrowException:
+        return None
+    off = np.frombuffer(doc_ids.buffers()[1], np.int32, n + 1, doc_ids.offset * 4)
+    if (off[1:] == off[:-1]).any():
+        return None
+    data_ids = doc_ids.buffers()[2]
+    heads = np.frombuffer(data_ids, np.uint8)[off[:-1]]
+    for k in np.flatnonzero(_MAY_BE_SPACE[heads]):  # the id might be all white space
+        if not doc_ids[int(k)].as_py().strip():
+            return None
+    if forced:
+        sources = _repeat(forced, n)
+    elif sources.null_count == n:
+        sources = _repeat(fallback, n)
+    else:  # `source or fallback`: null and "" take the fallback
+        given = pc.fill_null(pc.greater(pc.binary_length(sources), 0), False)
+        sources = pc.if_else(given, sources, pa.scalar(fallback, pa.string()))
+    toff = np.frombuffer(texts.buffers()[1], np.int32, n + 1, texts.offset * 4)
+    line_numbers = np.arange(first, first + n, dtype=np.int64)
+    arrays = [
+        doc_ids,
+        texts,
+        sources,
+        added,
+        created,
+        _utf8_or_null(metas),
+        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(line_numbers)]),
+    ]
+    return pa.Table.from_arrays(arrays, schema=PIECE_SCHEMA), (toff - toff[0]).astype(np.int64)
+
+
+# ------------------------------------------------------------------------ writing a shard
 
 
 class _PartWriter:
@@ -296,7 +484,7 @@ class _PartWriter:
             self._writer = pq.ParquetWriter(
                 tmp,
                 DOCUMENT_SCHEMA,
-                compression=PARQUET_COMPRESSION,
+                compression=DOCUMENT_COMPRESSION,
                 # dictionaries and min/max statistics of unique texts and ids only cost time
                 use_dictionary=LOW_CARDINALITY,
                 write_statistics=STATS_COLUMNS,
@@ -315,22 +503,23 @@ class _PartWriter:
 
 
 class _ShardOutput:
-    """Documents of one shard, per source, buffered and written as large row groups.
+    """Documents of one shard, buffered in line order and written as row groups per source.
 
-    A source's rows are written when they reach ROW_GROUP_BYTES (or ROW_GROUP_ROWS); when all
-    sources together hold BUFFER_BYTES of text, the largest are written until half of that
-    remains; the rest (small sources) are written once, at the end of the shard, so a shard of
-    many tiny sources makes one row group per source, not one per batch. Tables go to one
-    writer thread per shard, at most WRITE_AHEAD_BYTES ahead: memory stays bounded.
+    Rows arrive as Arrow tables of whole blocks (`add_piece`) or one by one from the per-line
+    path (appended to `rows`, turned into a table when needed); each piece is stably sorted
+    by source as it arrives and kept per source. When the buffer holds BUFFER_BYTES of text
+    or ROW_GROUP_ROWS rows (cut at that row, whatever the blocks), it is written: one row
+    group per source. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory
+    stays bounded whatever the shard size.
     """
 
     def __init__(self, workdir: Path, index: int, src_file: str):
         self.workdir, self.index, self.src_file = workdir, index, src_file
-        # per source: rows (id, text, added, created, metadata, line) and their text's length;
-        # the ingest loop appends to these directly (no call per row)
-        self.rows: dict[str, list[tuple]] = {}
-        self.sizes: dict[str, int] = {}
-        self.buffered = 0
+        # the per-line path appends (source, id, text, added, created, metadata, line) here
+        self.rows: list[tuple] = []
+        self.pieces: dict[str, list[pa.Table]] = {}  # per source, in line order
+        self.buffered = 0  # text in pieces and rows (bytes; characters for rows)
+        self.piece_rows = 0
         self.count: Counter = Counter()
         self.writers: dict[str, _PartWriter] = {}
         self.hashes: dict[str, list[np.ndarray]] = {}
@@ -338,62 +527,87 @@ class _ShardOutput:
         self._pending: deque = deque()  # (future, bytes)
         self._ahead = 0
 
-    def spill(self, source: str, buffered: int) -> int:
-        """Called when `source` or the whole buffer (`buffered` bytes) passed a limit; writes
-        what must be written and returns the bytes still buffered."""
-        self.buffered = buffered
-        if self.sizes[source] >= ROW_GROUP_BYTES or len(self.rows[source]) >= ROW_GROUP_ROWS:
-            self._write([source])
-        if self.buffered >= BUFFER_BYTES:
-            chosen, left = [], self.buffered
-            for src in sorted(self.rows, key=lambda s: (-self.sizes[s], s)):
-                chosen.append(src)
-                left -= self.sizes[src]
-                if left <= BUFFER_BYTES // 2:
-                    break
-            self._write(chosen)
-        return self.buffered
+    def add_piece(self, table: pa.Table, text_ends: np.ndarray) -> None:
+        """Buffer a block's table; `text_ends[k]` is the text bytes of its rows before row k
+        (n + 1 values). Cut where the limits are reached, so row groups don't depend on blocks."""
+        self._rows_to_piece()
+        n, start = table.num_rows, 0
+        while start < n:
+            room_bytes = BUFFER_BYTES - self.buffered
+            room_rows = ROW_GROUP_ROWS - self.piece_rows
+            end = int(np.searchsorted(text_ends, text_ends[start] + room_bytes, "left"))
+            end = max(start + 1, min(end, start + room_rows, n))
+            self._add(table if (start, end) == (0, n) else table.slice(start, end - start))
+            self.buffered += int(text_ends[end] - text_ends[start])
+            if self.buffered >= BUFFER_BYTES or self.piece_rows >= ROW_GROUP_ROWS:
+                self.write()
+            start = end
 
-    def _write(self, sources: list[str]) -> None:
-        """Hand the buffered rows of `sources` to the writer thread, one table for them all."""
-        batch = []
-        for source in sources:
-            rows, size = self.rows.pop(source), self.sizes.pop(source)
-            self.buffered -= size
-            if rows:
-                batch.append((source, rows, size))
-        if not batch:
+    def _add(self, piece: pa.Table) -> None:
+        """Buffer a piece per source: rows of one source as they are, else stably sorted by
+        source (a gather within the piece, which is small) and sliced."""
+        n = piece.num_rows
+        self.piece_rows += n
+        sources = _single(piece.column("source"))  # never null
+        least, most = pc.min_max(sources).as_py().values()
+        if least == most:
+            self.pieces.setdefault(least, []).append(piece)
             return
-        every = batch[0][1] if len(batch) == 1 else [r for _, rows, _ in batch for r in rows]
-        try:
-            table, hashes = _to_table(
-                [(s, len(rows)) for s, rows, _ in batch], self.src_file, every
-            )
-        except OverflowError:  # over 2 GiB of text in one table: split it
-            if len(every) == 1:
-                raise MixerError(
-                    f"{self.src_file}: line {every[0][5]}: a document over 2 GiB can't be stored"
-                ) from None
-            parts = (
-                [[(s, rows, size)] for s, rows, size in batch]
-                if len(batch) > 1
-                else [
-                    [(batch[0][0], half, sum(len(r[1]) for r in half))]
-                    for half in (every[: len(every) // 2], every[len(every) // 2 :])
-                ]
-            )
-            for part in parts:
-                ((source, rows, size),) = part
-                self.rows[source], self.sizes[source] = rows, size
-                self.buffered += size
-                self._write([source])
-            return
+        sources = sources.dictionary_encode()
+        names = sources.dictionary.to_pylist()
+        codes = np.frombuffer(sources.indices.buffers()[1], np.int32, n, sources.indices.offset * 4)
+        order = np.argsort(codes, kind="stable")
+        piece = piece.take(pa.array(order))
+        ends = np.cumsum(np.bincount(codes, minlength=len(names)))
         start = 0
-        for source, rows, size in batch:
-            n = len(rows)
-            part = table if len(batch) == 1 else table.slice(start, n)
-            self._submit(source, part, hashes[start : start + n], size + 64 * n)
-            start += n
+        for name, end in zip(names, ends.tolist(), strict=True):
+            if end > start:
+                self.pieces.setdefault(name, []).append(piece.slice(start, end - start))
+            start = end
+
+    def _rows_to_piece(self, rows: list[tuple] | None = None) -> None:
+        rows = self.rows if rows is None else rows
+        if not rows:
+            return
+        try:
+            piece = _rows_piece(rows)
+        except OverflowError:  # over 2 GiB of text in one array: halves
+            if len(rows) == 1:
+                raise MixerError(
+                    f"{self.src_file}: line {rows[0][6]}: a document over 2 GiB can't be stored"
+                ) from None
+            half = len(rows) // 2
+            self._rows_to_piece(rows[:half])
+            self._rows_to_piece(rows[half:])
+        else:
+            self._add(piece)
+        if rows is self.rows:
+            self.rows = []
+
+    def write(self) -> None:
+        """Hand everything buffered to the writer thread: one row group per source."""
+        self._rows_to_piece()
+        pieces, self.pieces, self.buffered, self.piece_rows = self.pieces, {}, 0, 0
+        for source in sorted(pieces):
+            parts = pieces[source]
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            if len(parts) > 1 and table.nbytes < SMALL_PART_BYTES:
+                table = table.combine_chunks()  # one page per column, not one per piece
+            n = table.num_rows
+            table = pa.Table.from_arrays(
+                [
+                    table.column("id"),
+                    table.column("text"),
+                    table.column("source"),
+                    table.column("added"),
+                    table.column("created"),
+                    table.column("metadata"),
+                    _repeat(self.src_file, n, 2**31 - 1),  # n <= ROW_GROUP_ROWS: it fits
+                    table.column("src_line"),
+                ],
+                schema=DOCUMENT_SCHEMA,
+            )
+            self._submit(source, table, _id_hashes(table.column("id")), table.nbytes)
 
     def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
         self.count[source] += table.num_rows
@@ -425,7 +639,7 @@ class _ShardOutput:
         on error, remove every temporary file)."""
         try:
             if error is None:
-                self._write(sorted(self.rows))
+                self.write()
             while self._pending:
                 self._wait_one()
         except BaseException as e:
@@ -530,22 +744,44 @@ def _ingest_shard(
         reasons[reason] += 1
         rejected[src] += 1
 
-    # The hot loop: names bound locally; a plain Dolma record takes the fast branch, anything
-    # else (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
+    # A block whose lines are all plain Dolma records is parsed by Arrow (_arrow_block); any
+    # other block takes the per-line loop: a plain Dolma record the fast branch, anything else
+    # (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
+    reader = _block_reader(fields)
+    misses = skip = 0  # pieces Arrow refused in a row; pieces to read line by line before retrying
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     names = fields.names
     f_id, f_text, f_src = fields.id, fields.text, fields.source
     f_added, f_created, f_meta = fields.added, fields.created, fields.metadata
-    rows_of, sizes, spill = out.rows, out.sizes, out.spill
-    buffered = 0
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
     try:
         try:
-            for first, lines, terminated in iter_line_blocks(path):
-                if first == 1 and lines[0].startswith(BOM):
-                    lines[0] = lines[0][len(BOM) :]
+            for data, stop in iter_line_chunks(path):
+                first = lines_read + 1
+                start = len(BOM) if first == 1 and data.startswith(BOM) else 0
+                if reader is not None and skip == 0:
+                    block = _arrow_block(data, start, stop, first, source, fallback, reader)
+                    if block is not None:
+                        misses = 0
+                        lines_read += block[0].num_rows
+                        out.add_piece(*block)
+                        continue
+                    # a corpus whose pieces keep failing is not parsed twice: back off
+                    misses += 1
+                    skip = min(1 << misses, MAX_ARROW_SKIP)
+                elif skip:
+                    skip -= 1
+                lines = data.split(b"\n")
+                terminated = stop < len(data)
+                if terminated:
+                    lines.pop()
+                if start:
+                    lines[0] = lines[0][start:]
                 lines_read += len(lines)
+                rows = out.rows
+                buffered = out.buffered
+                room = ROW_GROUP_ROWS - out.piece_rows
                 line_no = first - 1
                 for raw in lines:
                     line_no += 1
@@ -575,28 +811,23 @@ def _ingest_shard(
                                 pass  # (nesting orjson won't write) the careful branch below
                             else:
                                 src = source or src or fallback
-                                row = (doc_id, text, added, created, meta, line_no)
+                                row = (src, doc_id, text, added, created, meta, line_no)
                     if row is None:
                         src, doc, reason = _careful(raw, not terminated, source, fallback, fields)
                         if reason is not None:
                             reject(src, line_no, reason, raw)
                             continue
                         text = doc[1]
-                        row = (*doc, line_no)
-                    rows = rows_of.get(src)
-                    if rows is None:
-                        rows = rows_of[src] = []
-                        sizes[src] = 0
+                        row = (src, *doc, line_no)
                     rows.append(row)
-                    size = sizes[src] = sizes[src] + len(text)
                     buffered += len(text)
-                    if (
-                        buffered >= BUFFER_BYTES
-                        or size >= ROW_GROUP_BYTES
-                        or len(rows) >= ROW_GROUP_ROWS
-                    ):
-                        buffered = spill(src, buffered)
+                    if buffered >= BUFFER_BYTES or len(rows) >= room:
+                        out.buffered = buffered
+                        out.write()
+                        rows, buffered, room = out.rows, 0, ROW_GROUP_ROWS
+                out.buffered = buffered
         except StreamError as e:
+            e.line_no = lines_read + 1
             lines_read += 1
             stream_error = {"offset": e.offset, "line": e.line_no, "detail": e.message}
             reject(
@@ -614,7 +845,6 @@ def _ingest_shard(
     finally:
         if gc_was_enabled:
             gc.enable()
-        out.buffered = buffered
         try:
             out.close(error)
         finally:

@@ -398,8 +398,28 @@ def iter_line_blocks(path: str | Path) -> Iterator[tuple[int, list[bytes], bool]
     decoding failed) after every complete line decodable before the damage was yielded. A
     last line without a newline is yielded as is (in a block whose flag is False).
     """
-    p = str(path)
     line_no = 0
+    try:
+        for data, stop in iter_line_chunks(path):
+            lines = data.split(b"\n")
+            terminated = stop < len(data)
+            if terminated:
+                lines.pop()
+            first = line_no + 1
+            line_no += len(lines)
+            yield first, lines, terminated
+    except StreamError as e:
+        e.line_no = line_no + 1
+        raise
+
+
+def iter_line_chunks(path: str | Path) -> Iterator[tuple[bytes, int]]:
+    """Yield (data, stop): `data[:stop]` is whole lines joined by newlines (the newline that
+    ended the last of them is data[stop]), one piece per decompressed piece, not split into
+    lines: what `iter_line_blocks` splits. A last line without a newline comes alone, with
+    stop == len(data). Same formats and errors as `iter_line_blocks`, but the StreamError's
+    `line_no` is left for the caller, who counts the lines."""
+    p = str(path)
     pending: list[bytes] = []  # pieces of the line not ended yet (joined once: no quadratic copy)
     with open_binary(p) as f:
         head = f.read(4096)
@@ -415,23 +435,22 @@ def iter_line_blocks(path: str | Path) -> Iterator[tuple[int, list[bytes], bool]
             chunks = _raw_chunks(f)
         try:
             for chunk in chunks:
-                if b"\n" not in chunk:
+                stop = chunk.rfind(b"\n")
+                if stop < 0:
                     pending.append(chunk)
                     continue
                 if pending:
+                    stop += sum(map(len, pending))
                     pending.append(chunk)
                     chunk = b"".join(pending)
-                lines = chunk.split(b"\n")
-                tail = lines.pop()
-                pending = [tail] if tail else []
-                first = line_no + 1
-                line_no += len(lines)
-                yield first, lines, True
+                pending = [chunk[stop + 1 :]] if stop + 1 < len(chunk) else []
+                yield chunk, stop
         except StreamError as e:
-            e.line_no, e.partial = line_no + 1, b"".join(pending)
+            e.partial = b"".join(pending)
             raise
     if pending:
-        yield line_no + 1, [b"".join(pending)], False
+        last = b"".join(pending)
+        yield last, len(last)
 
 
 def _bad(name: str) -> Iterator[bytes]:

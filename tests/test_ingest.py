@@ -317,7 +317,6 @@ def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
     lines[5] = b'{"id": 5, "text": "numeric id", "source": "web", "extra": 1}'  # careful branch
     raw.write_bytes(b"\n".join(lines) + b"\n")
     ingest([str(raw.parent)], tmp_path / "big", workers=1, progress=False)
-    monkeypatch.setattr(ing, "ROW_GROUP_BYTES", 5000)
     monkeypatch.setattr(ing, "BUFFER_BYTES", 20000)
     monkeypatch.setattr(ing, "WRITE_AHEAD_BYTES", 1)
     ingest([str(raw.parent)], tmp_path / "small", workers=1, progress=False)
@@ -374,3 +373,142 @@ def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
         }
     assert len(outs[1]) == 3 * 3 + 3 + 3  # parts, quarantine files, id files
     assert outs[1] == outs[2]
+
+
+def _varied_records(rng, n: int, metadata_last: bool) -> list[bytes]:
+    """Valid Dolma records written many ways: escapes or raw UTF-8, spaces, CRLF, metadata of
+    every JSON type (or none), empty or missing sources, ids padded with spaces."""
+    import random
+
+    assert isinstance(rng, random.Random)
+    words = ["alpha", "δέλτα", "日本", "🙂", 'quote"', "back\\slash", "tab\t", "nl\n", "\x00", "}{"]
+    metas = [
+        None,
+        {"url": "u", "n": 1},
+        {"deep": {"metadata": [1, {"x": "y"}]}, "big": 2**70, "f": 1.5e-7, "t": True},
+        [1, "two"],
+        "a string",
+        3,
+        {},
+        {"ключ": "значение", "e": "🙂"},
+    ]
+    out = []
+    for i in range(n):
+        rec = {
+            "id": rng.choice([f"d{i}", f"  d{i} ", f"日本{i}", f"\u00a0d{i}"]),
+            "text": " ".join(rng.choice(words) for _ in range(rng.randint(0, 30))),
+        }
+        for key, values in (
+            ("source", ["web", "", None, "s2/pes2o", "wiki pédia"]),
+            ("added", ["2024-01-01", None]),
+            ("created", ["2020", None]),
+        ):
+            if rng.random() < 0.7:
+                rec[key] = rng.choice(values)
+        if rng.random() < 0.8:
+            rec["metadata"] = rng.choice(metas)
+        if not metadata_last:
+            keys = list(rec)
+            rng.shuffle(keys)
+            rec = {k: rec[k] for k in keys}
+        if rng.random() < 0.3:
+            line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False).encode()
+        else:
+            line = json.dumps(rec, ensure_ascii=rng.random() < 0.5).encode()
+        out.append(line + (b"\r" if rng.random() < 0.1 else b"") + (b" " * rng.randint(0, 1)))
+    return out
+
+
+def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch):
+    """The same documents, quarantine and id files whether blocks are parsed by Arrow or line by
+    line; blocks with any other line (bad JSON, numeric ids, extra fields, metadata before other
+    keys, blank lines) fall back to the per-line path."""
+    import random
+
+    import mixer.ingest as ing
+
+    rng = random.Random(7)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    clean = _varied_records(rng, 400, metadata_last=True)
+    (raw / "clean.jsonl").write_bytes(b"\n".join(clean) + b"\n")
+    mixed = _varied_records(rng, 300, metadata_last=False)
+    mixed[10:10] = [
+        b'{"id": 5, "text": "numeric id"}',
+        b'{"id": "x", "text": "extra", "more": {"metadata": 1}}',
+        b'{"id": "x", "text": "\\ud800 lone"}',
+        b'{"id": "   ", "text": "blank id"}',
+        b'{"id": "x", "text": "two", "text": "keys"}',
+        b'{"id": "x", "text": "a"} {"id": "y", "text": "b"}',
+        b'{"id": "x", "text": "bad \xff utf8"}',
+        b'{"id": "x", "metadata": {"a": 1}}',
+        b"",
+        b"null",
+    ]
+    (raw / "mixed.jsonl").write_bytes(b"\n".join(mixed) + b"\n")
+    parsed = []
+    real = ing._arrow_block
+
+    def counting(*args):
+        block = real(*args)
+        parsed.append(None if block is None else block[0].num_rows)
+        return block
+
+    monkeypatch.setattr(ing, "_arrow_block", counting)
+    ingest([str(raw / "clean.jsonl")], tmp_path / "arrow", progress=False, workers=1)
+    assert parsed == [400]
+    ingest([str(raw / "mixed.jsonl")], tmp_path / "arrow", progress=False, workers=1)
+    assert parsed[1:] == [None]
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+
+    def outputs(wd: Path) -> dict:
+        found = {}
+        for p in sorted((wd / "documents").rglob("*.parquet")):
+            found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
+        for sub in ("quarantine", "state/ingest/ids"):
+            for p in sorted((wd / sub).rglob("*")):
+                if p.is_file():
+                    found[str(p.relative_to(wd))] = p.read_bytes()
+        return found
+
+    arrow, lines = outputs(tmp_path / "arrow"), outputs(tmp_path / "lines")
+    assert arrow.keys() == lines.keys()
+    for name in arrow:
+        assert arrow[name] == lines[name], name
+    docs = [r for k, v in arrow.items() if k.startswith("documents") for r in v]
+    # kept: the numeric id, the extra field, the lone surrogate, the repeated key (the last wins)
+    assert len(docs) == 400 + 300 + 4
+    assert sum(1 for k in arrow if k.startswith("quarantine")) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": "a", "text": "b",}',
+        b'{"id": "a", /* c */ "text": "b"}',
+        b'{"id": "a", "text": "b"} // c',
+        b"{'id': 'a', 'text': 'b'}",
+        b'{"id": "a", "text": "b", "metadata": {},}',
+        b'{"id": "a", "text": "b"} null',
+        b'{"id": "a", "text": "b"}\x00',
+        b'{"id": "a", "text": "b", "metadata": NaN}',
+        b'{"id": "a", "text": "b", "metadata": {"x": 1} , "source": "s"}',
+        b'{"metadata": {"x": 1}}',
+        b'{"id": "a", "text": "b", "metadata": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+        b'{"id": "a", "text": "b", "more": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        b'{"id": "a", "text": "\\udc00"}',
+        b'{"id": "a", "text": "\xc3"}',
+        b'{"id": "\\u2003", "text": "b"}',
+        b'{"id": "a", "text": "b", "te\\u0078t": "c"}',
+        b' {"id": "a", "text": "b"}',
+        b"null",
+    ],
+)
+def test_lines_arrow_must_not_read_go_line_by_line(line: bytes):
+    """Whatever orjson refuses, or reads differently, is never taken by the Arrow path."""
+    import mixer.ingest as ing
+
+    reader = ing._block_reader(FieldMap())
+    block = b'{"id": "ok", "text": "fine"}\n' + line
+    assert ing._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
