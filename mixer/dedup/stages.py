@@ -44,9 +44,8 @@ from mixer.dedup.normalize import (
     fmix64,
     hash_sequences,
     hash_strings,
-    hash_words,
     normalize,
-    split_words,
+    word_hashes,
 )
 from mixer.dedup.paragraphs import paragraph_records, spans_column
 from mixer.errors import MixerError
@@ -472,9 +471,7 @@ class SignaturesStage(_DedupStage):
         for batch in _batches(a["parts"], cols, BATCH_ROWS):
             texts = batch.column(0)
             n = len(texts)
-            normalized = normalize(texts)
-            flat, offsets = split_words(normalized)
-            wh = hash_words(flat)
+            wh, offsets = word_hashes(texts)
             k = hash_sequences(wh, offsets)
             empty = np.diff(offsets) == 0
             if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
@@ -504,7 +501,7 @@ class SignaturesStage(_DedupStage):
             if s["exact_field"]:
                 fields.append(_field_records(batch.column(1), s["exact_field"], docs))
             if s["paragraphs"]:
-                rec = paragraph_records(texts, normalized)
+                rec = paragraph_records(texts, normalize(texts))
                 paras.append(
                     np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
                 )  # fmt: skip
