@@ -124,7 +124,9 @@ def _strings(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
 def _texts(texts: pa.Array) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    return pc.fill_null(texts, "").cast(pa.large_string())
+    if texts.null_count:  # (fill_null copies the whole buffer under a sliced array)
+        texts = pc.fill_null(texts, "")
+    return texts if texts.type == pa.large_string() else texts.cast(pa.large_string())
 
 
 def _runs(flag: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,22 +207,28 @@ def _slices(offsets: np.ndarray, limit: int):
 
 
 def _normalized_parts(t: pa.Array):
-    """(rows, normalised bytes, offsets) for slices of about SLICE_BYTES of the texts: the
-    pure-ASCII ones, then the others (normalised all at once: Arrow compiles its regexes on
-    every call, so the Unicode kernels run once per batch)."""
+    """(pure ASCII?, rows, normalised bytes, offsets) for slices of about SLICE_BYTES of the
+    texts: the pure-ASCII ones, then the others (normalised all at once: Arrow compiles its regexes on
+    every call, so the Unicode kernels run once per batch). Rows are picked with numpy
+    (Arrow's take of strings is slow on a subset of rows)."""
     is_ascii = pc.string_is_ascii(t).to_numpy(zero_copy_only=False)
+    data, offsets = _string_buffers(t)
     for flag in (True, False):
         rows = np.flatnonzero(is_ascii == flag)
         if len(rows) == 0:
             continue
-        sub = t if len(rows) == len(t) else t.take(pa.array(rows))
-        data, offsets = _string_buffers(sub)
+        d, o = data, offsets
+        if len(rows) < len(t):
+            lengths = np.diff(offsets)
+            d = data[np.repeat(is_ascii == flag, lengths)]
+            o = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths[rows], out=o[1:])
         if not flag:
-            data, offsets = _mixed_buffer(data, offsets)
-        for lo, hi in _slices(offsets, SLICE_BYTES):
-            d = data[offsets[lo] : offsets[hi]]
-            o = offsets[lo : hi + 1] - offsets[lo]
-            yield rows[lo:hi], *(_ascii_buffer(d, o) if flag else (d, o))
+            d, o = _mixed_buffer(d, o)
+        for lo, hi in _slices(o, SLICE_BYTES):
+            sd = d[o[lo] : o[hi]]
+            so = o[lo : hi + 1] - o[lo]
+            yield flag, rows[lo:hi], *(_ascii_buffer(sd, so) if flag else (sd, so))
 
 
 def normalize(texts: pa.Array) -> pa.Array:
@@ -233,17 +241,29 @@ def normalize(texts: pa.Array) -> pa.Array:
     `_normalize_unicode` of each whole text (tests check both).
     """
     t = _texts(texts)
-    pieces, rows = [], []
-    for r, data, offsets in _normalized_parts(t):
-        pieces.append(_strings(offsets, data))
-        rows.append(r)
-    if len(pieces) == 1 and len(rows[0]) == len(t):
-        return pieces[0]
-    if not pieces:
-        return pa.array([], pa.large_string())
-    position = np.empty(len(t), dtype=np.int64)  # where each text landed in the pieces
-    position[np.concatenate(rows)] = np.arange(len(t))
-    return pa.concat_arrays(pieces).take(pa.array(position))
+    n = len(t)
+    parts = list(_normalized_parts(t))
+    lengths = np.zeros(n, dtype=np.int64)
+    is_ascii = np.zeros(n, dtype=bool)
+    for flag, rows, _, offsets in parts:
+        lengths[rows] = np.diff(offsets)
+        is_ascii[rows] = flag
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    # the parts come in row order within each kind (ASCII first): each kind's bytes go to
+    # the places of its rows
+    data = np.empty(int(offsets[-1]), dtype=np.uint8)
+    kinds = [
+        np.concatenate([p[2] for p in parts if p[0] == flag] or [data[:0]])
+        for flag in (True, False)
+    ]
+    if is_ascii.all() or not is_ascii.any():
+        data = kinds[0] if is_ascii.all() else kinds[1]
+    else:
+        where = np.repeat(is_ascii, lengths)
+        data[where] = kinds[0]
+        data[~where] = kinds[1]
+    return _strings(offsets, data)
 
 
 # whitespace as Arrow's utf8_split_whitespace sees it, in normalised text: these ASCII bytes
@@ -302,7 +322,7 @@ def word_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     t = _texts(texts)
     n = len(t)
     parts, counts = [], np.zeros(n, dtype=np.int64)
-    for rows, data, offsets in _normalized_parts(t):
+    for _, rows, data, offsets in _normalized_parts(t):
         starts, ends, woff = word_spans(data, offsets)
         parts.append((rows, woff, hash_spans(data, starts, ends)))
         counts[rows] = np.diff(woff)

@@ -475,11 +475,11 @@ class SignaturesStage(_DedupStage):
             k = hash_sequences(wh, offsets)
             empty = np.diff(offsets) == 0
             if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
-                raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
+                raw = pc.fill_null(texts.take(pa.array(np.flatnonzero(empty))), "")
                 k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
             keys.append(k.view(np.int64))
-            length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
-            lengths.append(length.astype(np.int64))
+            length = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+            lengths.append(np.nan_to_num(length, nan=0).astype(np.int64))  # null: 0
             docs = off + np.arange(n, dtype=np.int64)
             if s["minhash"]:
                 hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
