@@ -570,19 +570,20 @@ def _batches(parts: list[dict], columns: list[str], rows: int):
         ):
             b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
             pos += batch.num_rows
-            if b_hi <= b_lo:
-                continue
-            batch = batch.slice(b_lo, b_hi - b_lo)
-            cols = [c.cast(pa.large_string()) for c in batch.columns]
-            pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
-            count += batch.num_rows
-            if count >= rows:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                full = count // rows * rows
-                for start in range(0, full, rows):
-                    yield table.slice(start, rows).to_batches()[0]
-                rest = table.slice(full)
-                pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+            if b_hi > b_lo:
+                batch = batch.slice(b_lo, b_hi - b_lo)
+                cols = [c.cast(pa.large_string()) for c in batch.columns]
+                pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
+                count += batch.num_rows
+                if count >= rows:
+                    table = pa.Table.from_batches(pending).combine_chunks()
+                    full = count // rows * rows
+                    for start in range(0, full, rows):
+                        yield table.slice(start, rows).to_batches()[0]
+                    rest = table.slice(full)
+                    pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+            if pos >= hi:  # the rest of the row group lies past the range: not decoded
+                break
     if count:
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
