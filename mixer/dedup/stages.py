@@ -565,8 +565,12 @@ def _batches(parts: list[dict], columns: list[str], rows: int):
         ]
         groups = [i for i in range(pf.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
         pos = int(starts[groups[0]]) if groups else 0
+        # one thread: a task is one core's work, and threads cost more than they give on the
+        # many small parts of many sources
         for batch in (
-            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups) if groups else ()
+            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups, use_threads=False)
+            if groups
+            else ()
         ):
             b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
             pos += batch.num_rows
