@@ -328,6 +328,31 @@ def _pack(items: list[dict], limit: int) -> list[list[dict]]:
     return out
 
 
+def _row_ranges(part: int, size: int, row_groups: list, limit: int) -> list[dict]:
+    """Segments of a part larger than `limit` bytes: its consecutive row groups up to `limit`
+    bytes, a row group larger than that in equal row ranges. Ranges end at row group ends
+    where they can: a reader decodes a row group from its start up to the range's end."""
+    weights = np.array([max(w, 1) for _, w in row_groups], dtype=np.float64)
+    shares = weights * size / weights.sum()
+    out, start, run = [], 0, None  # run: a segment of whole row groups, still growing
+    for (rows, _), share in zip(row_groups, shares, strict=True):
+        k = max(1, min(rows, math.ceil(share / limit)))
+        if k == 1 and run is not None and run["bytes"] + share <= limit:
+            run["hi"], run["bytes"] = start + rows, run["bytes"] + int(share)
+        elif k == 1:
+            run = {"part": part, "lo": start, "hi": start + rows, "bytes": int(share)}
+            out.append(run)
+        else:
+            run = None
+            out += [
+                {"part": part, "lo": start + rows * j // k, "hi": start + rows * (j + 1) // k,
+                 "bytes": int(share / k)}
+                for j in range(k)
+            ]  # fmt: skip
+        start += rows
+    return [x for x in out if x["hi"] > x["lo"]]
+
+
 def _quality_path(workdir: Path, source: str, index: int) -> Path:
     return attributes_dir(workdir, "quality", source) / part_name(index)
 
@@ -344,11 +369,16 @@ def make_plan(workdir: Path, settings: dict) -> dict:
         raise MixerError(
             f"dedup: unknown source(s) {', '.join(missing)} (have: {', '.join(available)})"
         )
-    parts, base = [], 0
+    parts, base, row_groups = [], 0, []
     for source in sources:
         for path in list_parts(documents_dir(workdir, source)):
             try:
-                rows = pq.ParquetFile(path).metadata.num_rows
+                meta = pq.ParquetFile(path).metadata
+                rows = meta.num_rows
+                row_groups.append(
+                    [(meta.row_group(j).num_rows, meta.row_group(j).total_byte_size)
+                     for j in range(meta.num_row_groups)]
+                )  # fmt: skip
             except Exception as e:  # noqa: BLE001 - an unreadable part is a user-facing input error
                 raise MixerError(f"dedup: cannot read documents part {path}: {e}") from None
             st = path.stat()
@@ -369,17 +399,10 @@ def make_plan(workdir: Path, settings: dict) -> dict:
     tb = min(settings["task_bytes"], max(MIN_TASK_BYTES, math.ceil(total / MIN_TASKS)))
     segments = []
     for i, p in enumerate(parts):
-        k = max(1, min(p["rows"], math.ceil(p["size"] / tb)))
-        cuts = [p["rows"] * j // k for j in range(k + 1)]
-        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            segments.append(
-                {
-                    "part": i,
-                    "lo": lo,
-                    "hi": hi,
-                    "bytes": p["size"] * (hi - lo) // max(p["rows"], 1) if k > 1 else p["size"],
-                }
-            )
+        if p["size"] <= tb or p["rows"] <= 1:
+            segments.append({"part": i, "lo": 0, "hi": p["rows"], "bytes": p["size"]})
+        else:
+            segments += _row_ranges(i, p["size"], row_groups[i], tb)
     groups = []
     for batch in _pack(segments, tb):
         lo = parts[batch[0]["part"]]["base"] + batch[0]["lo"]
