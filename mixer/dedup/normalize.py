@@ -8,7 +8,10 @@ Normalisation (the same for exact keys, MinHash shingles and paragraphs):
   5. whitespace folded: the text is split on runs of whitespace into words.
 
 Everything runs on Arrow arrays (pyarrow.compute) and numpy over whole batches; there is no
-Python object per document. Each function here has a plain-Python twin (`*_py`) that defines
+Python object per document. `word_hashes`, the hot path of MinHash and exact keys, works on
+the texts' UTF-8 bytes: ASCII bytes are normalised by byte comparisons, runs of other
+characters by Arrow's Unicode kernels, words are the runs of non-whitespace bytes and their
+hashes come from one cumulative sum per block, without building a string per word. Each function here has a plain-Python twin (`*_py`) that defines
 the same value one item at a time: tests compare the two, and `shingle_hash32_py` is the
 hash function to give datasketch's MinHash for identical signatures.
 """
@@ -146,7 +149,7 @@ def _runs(flag: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _ascii_buffer(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised bytes and offsets of pure-ASCII texts: one byte-table pass in numpy."""
+    """Normalised bytes and offsets of pure-ASCII texts, by byte comparisons in numpy."""
     keep = _ascii_keep(data)
     dropped = np.flatnonzero(~keep)
     if len(dropped) == 0:
@@ -180,11 +183,15 @@ def _mixed_buffer(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     seg_off = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(se - ss, out=seg_off[1:])
     segs = _normalize_unicode(_strings(seg_off, data[in_seg])).cast(pa.large_string())
-    kept = np.flatnonzero(_ascii_keep(data) & ~in_seg)
-    a_off = np.empty(k + 2, dtype=np.int64)  # the ASCII pieces' starts in the kept bytes
-    a_off[:-1] = np.searchsorted(kept, bounds[0::2])
-    a_off[-1] = len(kept)
-    ascii_pieces = _strings(a_off, _ascii_map(data[kept]))
+    keep = _ascii_keep(data)
+    dropped = np.flatnonzero(~(keep | in_seg))  # ASCII punctuation and symbols (few)
+    keep &= ~in_seg
+
+    def kept_before(pos: np.ndarray) -> np.ndarray:  # (at piece bounds and text starts)
+        return pos - seg_off[np.searchsorted(se, pos, side="right")] - np.searchsorted(dropped, pos)
+
+    # the ASCII pieces start at 0 and at segment ends; the last one ends at the end
+    ascii_pieces = _strings(kept_before(np.r_[bounds[0::2], len(data)]), _ascii_map(data[keep]))
     order = np.empty(2 * k + 1, dtype=np.int64)  # ASCII piece i is row i, segment j row k+1+j
     order[0::2] = np.arange(k + 1)
     order[1::2] = k + 1 + np.arange(k)
@@ -192,8 +199,7 @@ def _mixed_buffer(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     out_data, _ = _string_buffers(out)
     _, u_off = _string_buffers(segs)
     # a text starts in an ASCII piece or at a segment: kept ASCII bytes and whole segments before
-    new_offsets = np.searchsorted(kept, offsets) + u_off[np.searchsorted(ss, offsets)]
-    return out_data, new_offsets
+    return out_data, kept_before(offsets) + u_off[np.searchsorted(ss, offsets)]
 
 
 def _slices(offsets: np.ndarray, limit: int):
@@ -208,9 +214,9 @@ def _slices(offsets: np.ndarray, limit: int):
 
 def _normalized_parts(t: pa.Array):
     """(pure ASCII?, rows, normalised bytes, offsets) for slices of about SLICE_BYTES of the
-    texts: the pure-ASCII ones, then the others (normalised all at once: Arrow compiles its regexes on
-    every call, so the Unicode kernels run once per batch). Rows are picked with numpy
-    (Arrow's take of strings is slow on a subset of rows)."""
+    texts: the pure-ASCII ones, then the others (normalised all at once: Arrow compiles its
+    regexes on every call, so its Unicode kernels run once per batch). Rows are picked with
+    numpy (Arrow's take of strings is slow on a subset of rows)."""
     is_ascii = pc.string_is_ascii(t).to_numpy(zero_copy_only=False)
     data, offsets = _string_buffers(t)
     for flag in (True, False):
