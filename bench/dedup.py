@@ -437,6 +437,15 @@ def planted(args) -> dict:
     return results
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (pool workers, peers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def realistic(args) -> dict:
     """mixer (one source; the same documents as their many sources) vs datatrove, end to end
     from documents to keep flags, on a realistic corpus (bench/realistic_corpus.py's output)."""
@@ -466,26 +475,33 @@ def realistic(args) -> dict:
             for name, chunk in groups.items():
                 write_workdir(chunk, work, parts=1, source=name)
             parts = len(list((work / "documents").glob("*/part-*.parquet")))
+            cpu = _cpu_seconds()
             secs, removed, stats = run_mixer(work, args.workers)
-            out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "removed": len(removed),
-                                               "parts": parts, "stages": stats["seconds"]}  # fmt: skip
-            print(f"mixer, {label:12s}: {secs:7.2f} s  {mb / secs:6.2f} MB/s  {parts} parts  "
-                  f"removed {len(removed):,}  stages {stats['seconds']}")  # fmt: skip
+            cpu = _cpu_seconds() - cpu
+            out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "cpu": round(cpu, 2),
+                                               "removed": len(removed), "parts": parts,
+                                               "stages": stats["seconds"]}  # fmt: skip
+            print(f"mixer, {label:12s}: {secs:7.2f} s  cpu {cpu:7.2f} s  {mb / secs:6.2f} MB/s  "
+                  f"{parts} parts  removed {len(removed):,}  stages {stats['seconds']}")  # fmt: skip
         if not args.skip_datatrove:
+            cpu = _cpu_seconds()
             dt = run_datatrove(docs, tmp, args.workers)
+            cpu = _cpu_seconds() - cpu  # its process and its workers (the JSONL writing too)
             if dt is None:
                 print("datatrove: not available")
             else:
                 secs, removed, _ = dt
                 out["runs"]["datatrove 4-stage"] = {
                     "seconds": round(secs, 2),
+                    "cpu": round(cpu, 2),
                     "removed": len(removed),
                 }
-                one = out["runs"]["mixer, one source"]["seconds"]
-                many = out["runs"]["mixer, many sources"]["seconds"]
-                print(f"datatrove 4-stage     : {secs:7.2f} s  {mb / secs:6.2f} MB/s  removed "
-                      f"{len(removed):,}  -> mixer {secs / one:.1f}x (one source), "
-                      f"{secs / many:.1f}x (many sources); many/one {many / one:.2f}")  # fmt: skip
+                one, many = (out["runs"][f"mixer, {k}"] for k in ("one source", "many sources"))
+                print(f"datatrove 4-stage     : {secs:7.2f} s  cpu {cpu:7.2f} s  {mb / secs:6.2f} "
+                      f"MB/s  removed {len(removed):,}  -> mixer {secs / one['seconds']:.1f}x "
+                      f"(one source), {secs / many['seconds']:.1f}x (many sources); many/one "
+                      f"{many['seconds'] / one['seconds']:.2f}; CPU {cpu / one['cpu']:.1f}x / "
+                      f"{cpu / many['cpu']:.1f}x")  # fmt: skip
     return out
 
 
