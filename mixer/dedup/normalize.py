@@ -102,6 +102,34 @@ UNICODE_GAP = 16  # ASCII bytes between two non-ASCII runs that go through Arrow
 SLICE_BYTES = 256 << 10  # texts are normalised, split and hashed this many bytes at a time
 
 
+def numbers(arr: pa.Array, dtype) -> np.ndarray:
+    """A fixed-width Arrow array without nulls as a zero-copy numpy view. (pyarrow's
+    Array.to_numpy imports pandas on first use: 0.3-0.6 s of CPU in every worker process.)"""
+    dtype = np.dtype(dtype)
+    if arr.null_count or arr.type.bit_width != dtype.itemsize * 8:
+        raise ValueError(f"numbers: {arr.type} with {arr.null_count} nulls is not {dtype}")
+    buf = arr.buffers()[1]
+    if buf is None:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(buf, dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+
+
+def indices(values: np.ndarray) -> pa.Array:
+    """An int64 Arrow array over a numpy array, zero-copy (pa.array imports pandas too)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def fill_empty(texts: pa.Array) -> pa.Array:
+    """Nulls of a large_string array as empty strings (without a Python scalar: see above)."""
+    if not texts.null_count:
+        return texts
+    empty = pa.LargeStringArray.from_buffers(
+        len(texts), pa.py_buffer(np.zeros(len(texts) + 1, np.int64)), pa.py_buffer(b"")
+    )
+    return pc.coalesce(texts, empty)
+
+
 def _string_buffers(t: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, offsets from 0) of a string array without nulls, zero-copy."""
     t = t.cast(pa.large_string()) if t.type != pa.large_string() else t
@@ -127,9 +155,8 @@ def _strings(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
 def _texts(texts: pa.Array) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    if texts.null_count:  # (fill_null copies the whole buffer under a sliced array)
-        texts = pc.fill_null(texts, "")
-    return texts if texts.type == pa.large_string() else texts.cast(pa.large_string())
+    texts = texts if texts.type == pa.large_string() else texts.cast(pa.large_string())
+    return fill_empty(texts)  # (only where there are nulls: it copies the whole buffer)
 
 
 def _runs(flag: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +222,7 @@ def _mixed_buffer(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     order = np.empty(2 * k + 1, dtype=np.int64)  # ASCII piece i is row i, segment j row k+1+j
     order[0::2] = np.arange(k + 1)
     order[1::2] = k + 1 + np.arange(k)
-    out = pa.concat_arrays([ascii_pieces, segs]).take(pa.array(order))
+    out = pa.concat_arrays([ascii_pieces, segs]).take(indices(order))
     out_data, _ = _string_buffers(out)
     _, u_off = _string_buffers(segs)
     # a text starts in an ASCII piece or at a segment: kept ASCII bytes and whole segments before
@@ -217,7 +244,7 @@ def _normalized_parts(t: pa.Array):
     texts: the pure-ASCII ones, then the others (normalised all at once: Arrow compiles its
     regexes on every call, so its Unicode kernels run once per batch). Rows are picked with
     numpy (Arrow's take of strings is slow on a subset of rows)."""
-    is_ascii = pc.string_is_ascii(t).to_numpy(zero_copy_only=False)
+    is_ascii = numbers(pc.string_is_ascii(t).cast(pa.uint8()), np.uint8).view(bool)
     data, offsets = _string_buffers(t)
     for flag in (True, False):
         rows = np.flatnonzero(is_ascii == flag)

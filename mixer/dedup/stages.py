@@ -41,10 +41,13 @@ from mixer.dedup.clusters import DEFAULT_KEEP_RULE, parse_keep_rule
 from mixer.dedup.minhash import SCHEMES, permutations, shingle_hashes, signatures
 from mixer.dedup.normalize import (
     U64,
+    fill_empty,
     fmix64,
     hash_sequences,
     hash_strings,
+    indices,
     normalize,
+    numbers,
     word_hashes,
 )
 from mixer.dedup.paragraphs import paragraph_records, spans_column
@@ -498,11 +501,11 @@ class SignaturesStage(_DedupStage):
             k = hash_sequences(wh, offsets)
             empty = np.diff(offsets) == 0
             if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
-                raw = pc.fill_null(texts.take(pa.array(np.flatnonzero(empty))), "")
+                raw = fill_empty(texts.take(indices(np.flatnonzero(empty))))
                 k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
             keys.append(k.view(np.int64))
-            length = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
-            lengths.append(np.nan_to_num(length, nan=0).astype(np.int64))  # null: 0
+            length = pc.utf8_length(fill_empty(texts)).cast(pa.int64())
+            lengths.append(numbers(length, np.int64).copy())
             docs = off + np.arange(n, dtype=np.int64)
             if s["minhash"]:
                 hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
