@@ -437,6 +437,15 @@ def planted(args) -> dict:
     return results
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (pool workers, peers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def realistic(args) -> dict:
     """mixer (one source; the same documents as their many sources) vs datatrove, end to end
     from documents to keep flags, on a realistic corpus (bench/realistic_corpus.py's output)."""
@@ -466,12 +475,17 @@ def realistic(args) -> dict:
             for name, chunk in groups.items():
                 write_workdir(chunk, work, parts=1, source=name)
             parts = len(list((work / "documents").glob("*/part-*.parquet")))
+            cpu = _cpu_seconds()
             secs, removed, stats = run_mixer(work, args.workers)
-            out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "removed": len(removed),
-                                               "parts": parts, "stages": stats["seconds"]}  # fmt: skip
-            print(f"mixer, {label:12s}: {secs:7.2f} s  {mb / secs:6.2f} MB/s  {parts} parts  "
-                  f"removed {len(removed):,}  stages {stats['seconds']}")  # fmt: skip
+            cpu = _cpu_seconds() - cpu
+            out["runs"][f"mixer, {label}"] = {"seconds": round(secs, 2), "cpu": round(cpu, 2),
+                                               "removed": len(removed), "parts": parts,
+                                               "stages": stats["seconds"]}  # fmt: skip
+            print(f"mixer, {label:12s}: {secs:7.2f} s  cpu {cpu:7.2f} s  {mb / secs:6.2f} MB/s  "
+                  f"{parts} parts  removed {len(removed):,}  stages {stats['seconds']}")  # fmt: skip
         if not args.skip_datatrove:
+            # (wall time only: datatrove's pool workers are not waited for, so their CPU
+            # does not reach RUSAGE_CHILDREN)
             dt = run_datatrove(docs, tmp, args.workers)
             if dt is None:
                 print("datatrove: not available")

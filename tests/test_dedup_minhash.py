@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from datasketch import MinHash
 
@@ -111,8 +112,20 @@ def test_ascii_fast_path_matches_unicode_kernels():
     import random
     import string
 
-    from mixer.dedup.normalize import _normalize_ascii, _normalize_unicode, normalize
+    from mixer.dedup.normalize import (
+        _ASCII_KEEP,
+        _ASCII_MAP,
+        _WS,
+        _ascii_keep,
+        _ascii_map,
+        _normalize_unicode,
+        normalize,
+    )
 
+    every = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(_ascii_keep(every), _ASCII_KEEP | (every >= 128))
+    assert np.array_equal(_ascii_map(every[:128]), _ASCII_MAP[:128])
+    assert _WS.sum() == 10
     rng = random.Random(0)
     alphabet = string.printable + "\x7f\x01\x1c"
     samples = [
@@ -120,6 +133,55 @@ def test_ascii_fast_path_matches_unicode_kernels():
     ]
     arr = pa.array(samples + ["", "A"], pa.large_string())
     for a in (arr, arr.slice(7, 500)):
-        assert _normalize_ascii(a).to_pylist() == _normalize_unicode(a).to_pylist()
+        assert normalize(a).to_pylist() == _normalize_unicode(a).to_pylist()
     mixed = pa.array(["Héllo, Wörld 12", "plain TEXT, 9!", None, "naïve—café"])
     assert normalize(mixed).to_pylist() == ["hello world 00", "plain text 0", "", "naivecafe"]
+
+
+PIECES = [
+    "Héllo", "WÖRLD", "ﬁne", "e\u0301\u0323", "a\u0323\u0301", "١٢٣", "東京都", "ΟΔΟΣ", "Straße",
+    "İstanbul", "ǅemal", "①②", "™", "½", "ﷺ", "👍🏽", "x\u200by", "\u00a0", "\u2028", "\u0085",
+    "\u1680", "\u3000", "\u2003", "don't", "e-mail", "C++", "foo_bar", "x=1;", "Ⅻ", "Ａｂｃ",
+    "\t", "\n", "  ", "\r\n", "\x1c", "\x7f", "abc", "DEF", "42", "—", "«»", "ça", "ŉ", "",
+]  # fmt: skip
+
+
+def _varied_texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(0, 40))
+        glue = ["", " ", "\n", "  "]
+        out.append("".join(PIECES[i] + glue[j] for i, j in zip(
+            rng.integers(0, len(PIECES), k), rng.integers(0, 4, k), strict=True)))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("slice_bytes", [64, 1 << 18])
+def test_piecewise_normalisation_equals_whole_texts(monkeypatch, slice_bytes):
+    """normalize and word_hashes (ASCII by byte table, non-ASCII runs through Arrow, in slices)
+    give exactly what Arrow's Unicode kernels give on each whole text."""
+    from mixer.dedup import normalize as nz
+
+    monkeypatch.setattr(nz, "SLICE_BYTES", slice_bytes)
+    texts = _varied_texts(600, 1) + [None, "", "plain ascii only", "é"]
+    arr = pa.array(texts, pa.large_string())
+    for a in (arr, arr.slice(5, 300)):
+        ref = nz._normalize_unicode(pc.fill_null(a, ""))
+        assert nz.normalize(a).to_pylist() == ref.to_pylist()
+        flat, offsets = nz.split_words(ref)
+        wh, woff = nz.word_hashes(a)
+        assert np.array_equal(woff, offsets)
+        assert np.array_equal(wh, nz.hash_strings(flat))
+
+
+def test_word_split_matches_arrow_for_every_code_point():
+    from mixer.dedup import normalize as nz
+
+    # planes 0-3 and 14 (the others are unassigned or private use)
+    cps = [c for c in (*range(0x40000), *range(0xE0000, 0xE1000)) if not 0xD800 <= c < 0xE000]
+    arr = pa.array(["a" + chr(c) + "b" for c in cps], pa.large_string())
+    flat, offsets = nz.split_words(nz._normalize_unicode(arr))
+    wh, woff = nz.word_hashes(arr)
+    assert np.array_equal(woff, offsets)
+    assert np.array_equal(wh, nz.hash_strings(flat))

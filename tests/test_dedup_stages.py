@@ -327,3 +327,17 @@ def test_stages_pickle_without_the_plan(tmp_path, reference):
     assert len(write.plan["parts"]) == 9
     copy = pickle.loads(pickle.dumps(write))
     assert copy._plan is None and copy.plan == write.plan  # read back from state/dedup/plan.json
+
+
+def test_row_ranges_cover_parts_and_end_at_row_groups():
+    from mixer.dedup.stages import _row_ranges
+
+    # (rows, bytes) of the row groups of a 103-byte part, 25 bytes a task: small row groups
+    # are merged whole, the large one (80 of the bytes) is cut into 4 equal row ranges
+    groups = [(1000, 10), (1000, 10), (50, 1), (50, 1), (4000, 80), (0, 0), (7, 1)]
+    segs = _row_ranges(3, 103, groups, limit=25)
+    assert [(s["lo"], s["hi"]) for s in segs] == [
+        (0, 2100), (2100, 3100), (3100, 4100), (4100, 5100), (5100, 6100), (6100, 6107)
+    ]  # fmt: skip
+    assert {s["part"] for s in segs} == {3}
+    assert all(s["bytes"] <= 25 for s in segs)

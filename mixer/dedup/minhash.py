@@ -16,17 +16,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixer.dedup.normalize import MASK64, U64, fmix64, fmix64_py, hash_string_py
+from mixer.dedup.normalize import (
+    FMIX_M1,
+    FMIX_M2,
+    MASK64,
+    U64,
+    fmix64,
+    fmix64_py,
+    hash_string_py,
+)
 
 SHINGLE_MULT = 0x9FB21C651E98DF25
 SCHEMES = ("affine32", "legacy")
 MERSENNE = (1 << 61) - 1
 MAX32 = (1 << 32) - 1
 CHUNK_CELLS = 1 << 19  # shingles x permutations computed at once (stays in cache)
-AFFINE_CHUNK_CELLS = 1 << 21  # permutations x shingles per block of the affine32 path
+AFFINE_CHUNK_CELLS = 1 << 20  # permutations x shingles per block of the affine32 path
 
 
 # ---------------------------------------------------------------------------- shingle hashes
+
+
+def _fmix64_(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """fmix64 in place (tmp: a scratch array of the same size)."""
+    for mult in (FMIX_M1, FMIX_M2, None):
+        np.right_shift(x, U64(33), out=tmp)
+        x ^= tmp
+        if mult is not None:
+            x *= U64(mult)
+    return x
 
 
 def _combine(h: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -41,31 +59,38 @@ def shingle_hashes(
     word_hashes: 64-bit hashes of the flattened words; offsets: word offsets per document.
     """
     counts = np.diff(offsets)
-    n_sh = np.where(counts >= ngram, counts - ngram + 1, (counts > 0).astype(np.int64))
+    short = (counts > 0) & (counts < ngram)
+    n_sh = np.where(short, 1, np.maximum(counts - ngram + 1, 0))
     sh_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(n_sh, out=sh_offsets[1:])
-    out = np.empty(int(sh_offsets[-1]), dtype=np.uint64)
-    # full shingles: the window starting at every word position with ngram words left in its document
-    long_docs = counts >= ngram
-    if long_docs.any():
-        total = len(word_hashes)
-        h = np.zeros(max(total - ngram + 1, 0), dtype=np.uint64)
-        for k in range(ngram):
-            h = _combine(h, word_hashes[k : total - ngram + 1 + k])
-        starts = offsets[:-1][long_docs]
-        lens = n_sh[long_docs]
-        pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        src = np.repeat(starts, lens) + pos
-        dst = np.repeat(sh_offsets[:-1][long_docs], lens) + pos
-        out[dst] = h[src]
-    # short documents: one shingle of all their words
+    total = len(word_hashes)
+    # the window starting at every word position, over the flattened words; a window is a
+    # shingle when its document has ngram words left from there, i.e. unless it starts at one
+    # of the last ngram-1 words of a document (which covers every word of a short document)
+    windows = max(total - ngram + 1, 0)
+    h = np.zeros(windows, dtype=np.uint64)
+    tmp = np.empty(windows, dtype=np.uint64)
+    for k in range(ngram):
+        h *= U64(SHINGLE_MULT)
+        h += word_hashes[k : windows + k]
+        _fmix64_(h, tmp)
+    valid = np.ones(windows, dtype=bool)
     for k in range(1, ngram):
-        docs = np.flatnonzero(counts == k)
-        if len(docs):
-            h = np.zeros(len(docs), dtype=np.uint64)
-            for j in range(k):
-                h = _combine(h, word_hashes[offsets[docs] + j])
-            out[sh_offsets[docs]] = h
+        last = offsets[1:] - k
+        valid[last[(last >= offsets[:-1]) & (last < windows)]] = False
+    out = np.empty(int(sh_offsets[-1]), dtype=np.uint64)
+    if short.any():
+        docs = np.flatnonzero(short)
+        hs = np.zeros(len(docs), dtype=np.uint64)
+        for j in range(ngram - 1):  # a short document: one shingle of all its words
+            more = counts[docs] > j
+            hs[more] = _combine(hs[more], word_hashes[offsets[docs[more]] + j])
+        slot = np.zeros(len(out), dtype=bool)
+        slot[sh_offsets[docs]] = True
+        out[~slot] = h[valid]
+        out[sh_offsets[docs]] = hs
+    else:
+        out[:] = h[valid]
     return (out >> U64(32)).astype(np.uint32), sh_offsets
 
 
@@ -179,19 +204,20 @@ def _signatures_affine32(
     hv = _fmix32(hv.astype(np.uint32))
     step = max(AFFINE_CHUNK_CELLS // num_perm, 256)
     a_col, b_col = a[:, None], b[:, None]
-    with np.errstate(over="ignore"):
-        for lo in range(0, total, step):
-            hi = min(lo + step, total)
-            m = a_col * hv[None, lo:hi]
-            m += b_col
-            d0 = int(np.searchsorted(sh_offsets, lo, side="right")) - 1
-            d1 = int(np.searchsorted(sh_offsets, hi - 1, side="right")) - 1
-            docs = np.arange(d0, d1 + 1)
-            seg = np.maximum(sh_offsets[d0 : d1 + 1], lo) - lo
-            # documents without shingles start where the next one does: drop them
-            keep = np.r_[seg[1:] > seg[:-1], True]
-            docs, seg = docs[keep], seg[keep]
-            mins = np.minimum.reduceat(m, seg, axis=1)
-            np.minimum(sig[:, docs], mins, out=mins)
-            sig[:, docs] = mins
+    buf = np.empty((num_perm, min(step, total)), dtype=np.uint32)
+    for lo in range(0, total, step):
+        hi = min(lo + step, total)
+        m = buf[:, : hi - lo]
+        np.multiply(a_col, hv[None, lo:hi], out=m)  # wraps mod 2**32, as wanted
+        m += b_col
+        d0 = int(np.searchsorted(sh_offsets, lo, side="right")) - 1
+        d1 = int(np.searchsorted(sh_offsets, hi - 1, side="right")) - 1
+        docs = np.arange(d0, d1 + 1)
+        seg = np.maximum(sh_offsets[d0 : d1 + 1], lo) - lo
+        # documents without shingles start where the next one does: drop them
+        keep = np.r_[seg[1:] > seg[:-1], True]
+        docs, seg = docs[keep], seg[keep]
+        mins = np.minimum.reduceat(m, seg, axis=1)
+        np.minimum(sig[:, docs], mins, out=mins)
+        sig[:, docs] = mins
     return np.ascontiguousarray(sig.T)

@@ -43,12 +43,14 @@ from mixer.dedup.clusters import DEFAULT_KEEP_RULE, parse_keep_rule
 from mixer.dedup.minhash import SCHEMES, permutations, shingle_hashes, signatures
 from mixer.dedup.normalize import (
     U64,
+    fill_empty,
     fmix64,
     hash_sequences,
     hash_strings,
-    hash_words,
+    indices,
     normalize,
-    split_words,
+    numbers,
+    word_hashes,
 )
 from mixer.dedup.paragraphs import paragraph_records
 from mixer.errors import MixerError
@@ -330,6 +332,31 @@ def _pack(items: list[dict], limit: int) -> list[list[dict]]:
     return out
 
 
+def _row_ranges(part: int, size: int, row_groups: list, limit: int) -> list[dict]:
+    """Segments of a part larger than `limit` bytes: its consecutive row groups up to `limit`
+    bytes, a row group larger than that in equal row ranges. Ranges end at row group ends
+    where they can: a reader decodes a row group from its start up to the range's end."""
+    weights = np.array([max(w, 1) for _, w in row_groups], dtype=np.float64)
+    shares = weights * size / weights.sum()
+    out, start, run = [], 0, None  # run: a segment of whole row groups, still growing
+    for (rows, _), share in zip(row_groups, shares, strict=True):
+        k = max(1, min(rows, math.ceil(share / limit)))
+        if k == 1 and run is not None and run["bytes"] + share <= limit:
+            run["hi"], run["bytes"] = start + rows, run["bytes"] + int(share)
+        elif k == 1:
+            run = {"part": part, "lo": start, "hi": start + rows, "bytes": int(share)}
+            out.append(run)
+        else:
+            run = None
+            out += [
+                {"part": part, "lo": start + rows * j // k, "hi": start + rows * (j + 1) // k,
+                 "bytes": int(share / k)}
+                for j in range(k)
+            ]  # fmt: skip
+        start += rows
+    return [x for x in out if x["hi"] > x["lo"]]
+
+
 def _quality_path(workdir: Path, source: str, index: int) -> Path:
     return attributes_dir(workdir, "quality", source) / part_name(index)
 
@@ -346,11 +373,16 @@ def make_plan(workdir: Path, settings: dict) -> dict:
         raise MixerError(
             f"dedup: unknown source(s) {', '.join(missing)} (have: {', '.join(available)})"
         )
-    parts, base = [], 0
+    parts, base, row_groups = [], 0, []
     for source in sources:
         for path in list_parts(documents_dir(workdir, source)):
             try:
-                rows = pq.ParquetFile(path).metadata.num_rows
+                meta = pq.ParquetFile(path).metadata
+                rows = meta.num_rows
+                row_groups.append(
+                    [(meta.row_group(j).num_rows, meta.row_group(j).total_byte_size)
+                     for j in range(meta.num_row_groups)]
+                )  # fmt: skip
             except Exception as e:  # noqa: BLE001 - an unreadable part is a user-facing input error
                 raise MixerError(f"dedup: cannot read documents part {path}: {e}") from None
             st = path.stat()
@@ -371,17 +403,10 @@ def make_plan(workdir: Path, settings: dict) -> dict:
     tb = min(settings["task_bytes"], max(MIN_TASK_BYTES, math.ceil(total / MIN_TASKS)))
     segments = []
     for i, p in enumerate(parts):
-        k = max(1, min(p["rows"], math.ceil(p["size"] / tb)))
-        cuts = [p["rows"] * j // k for j in range(k + 1)]
-        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            segments.append(
-                {
-                    "part": i,
-                    "lo": lo,
-                    "hi": hi,
-                    "bytes": p["size"] * (hi - lo) // max(p["rows"], 1) if k > 1 else p["size"],
-                }
-            )
+        if p["size"] <= tb or p["rows"] <= 1:
+            segments.append({"part": i, "lo": 0, "hi": p["rows"], "bytes": p["size"]})
+        else:
+            segments += _row_ranges(i, p["size"], row_groups[i], tb)
     groups = []
     for batch in _pack(segments, tb):
         lo = parts[batch[0]["part"]]["base"] + batch[0]["lo"]
@@ -473,17 +498,15 @@ class SignaturesStage(_DedupStage):
         for batch in _batches(a["parts"], cols, BATCH_ROWS):
             texts = batch.column(0)
             n = len(texts)
-            normalized = normalize(texts)
-            flat, offsets = split_words(normalized)
-            wh = hash_words(flat)
+            wh, offsets = word_hashes(texts)
             k = hash_sequences(wh, offsets)
             empty = np.diff(offsets) == 0
             if empty.any():  # no words: identical raw texts only (symbol junk is not one text)
-                raw = pc.fill_null(texts, "").take(pa.array(np.flatnonzero(empty)))
+                raw = fill_empty(texts.take(indices(np.flatnonzero(empty))))
                 k[empty] = hash_strings(raw) ^ U64(EMPTY_SALT)
             keys.append(k.view(np.int64))
-            length = pc.utf8_length(pc.fill_null(texts, "")).to_numpy(zero_copy_only=False)
-            lengths.append(length.astype(np.int64))
+            length = pc.utf8_length(fill_empty(texts)).cast(pa.int64())
+            lengths.append(numbers(length, np.int64).copy())
             docs = off + np.arange(n, dtype=np.int64)
             if s["minhash"]:
                 hv, sh_off = shingle_hashes(wh, offsets, s["ngram"])
@@ -505,7 +528,7 @@ class SignaturesStage(_DedupStage):
             if s["exact_field"]:
                 fields.append(_field_records(batch.column(1), s["exact_field"], docs))
             if s["paragraphs"]:
-                rec = paragraph_records(texts, normalized)
+                rec = paragraph_records(texts, normalize(texts))
                 paras.append(
                     np.stack([rec["key"], docs[rec["row"]], rec["para"], rec["start"], rec["end"]], axis=1)
                 )  # fmt: skip
@@ -569,24 +592,29 @@ def _batches(parts: list[dict], columns: list[str], rows: int):
         ]
         groups = [i for i in range(pf.num_row_groups) if starts[i] < hi and starts[i + 1] > lo]
         pos = int(starts[groups[0]]) if groups else 0
+        # one thread: a task is one core's work, and threads cost more than they give on the
+        # many small parts of many sources
         for batch in (
-            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups) if groups else ()
+            pf.iter_batches(batch_size=rows, columns=columns, row_groups=groups, use_threads=False)
+            if groups
+            else ()
         ):
             b_lo, b_hi = max(lo - pos, 0), min(hi - pos, batch.num_rows)
             pos += batch.num_rows
-            if b_hi <= b_lo:
-                continue
-            batch = batch.slice(b_lo, b_hi - b_lo)
-            cols = [c.cast(pa.large_string()) for c in batch.columns]
-            pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
-            count += batch.num_rows
-            if count >= rows:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                full = count // rows * rows
-                for start in range(0, full, rows):
-                    yield table.slice(start, rows).to_batches()[0]
-                rest = table.slice(full)
-                pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+            if b_hi > b_lo:
+                batch = batch.slice(b_lo, b_hi - b_lo)
+                cols = [c.cast(pa.large_string()) for c in batch.columns]
+                pending.append(pa.RecordBatch.from_arrays(cols, names=columns))
+                count += batch.num_rows
+                if count >= rows:
+                    table = pa.Table.from_batches(pending).combine_chunks()
+                    full = count // rows * rows
+                    for start in range(0, full, rows):
+                        yield table.slice(start, rows).to_batches()[0]
+                    rest = table.slice(full)
+                    pending, count = (rest.to_batches() if rest.num_rows else []), rest.num_rows
+            if pos >= hi:  # the rest of the row group lies past the range: not decoded
+                break
     if count:
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
