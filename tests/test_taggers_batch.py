@@ -51,18 +51,32 @@ def _corpus(seed: int = 0) -> list[str]:
     return docs
 
 
+ODD = [
+    "",
+    " ",
+    "\n",
+    "\n\n\n",
+    "a\r\nb\rc\x0bd\x0ce\x1cf\x1dg\x1eh\x85i\u2028j\u2029k\n",
+    "  • item\n\u3000- dash\n\x1f-x\ttab...\nend …\u00a0\nlast...",
+    "para one\n\n\npara one\n\npara two\n \npara two\n\n",
+    "line\nline\n\nline\nother line that is long enough to be counted as long.\n",
+    "¡Hola! ¿Qué tal? 你好。\nशुभ रात्रि।\nend\n",
+    "".join(f"Line {i} is a sentence long enough to count, and it ends well.\n" for i in range(9)),
+    "A long sentence that ends with a period, said twice.\n" * 2 + "And once more here.\n",
+    "".join(f"Supercalifragilisticexpialidocious antidisestablishment{i}.\n" for i in range(9)),
+]
+
+
 @pytest.mark.parametrize("variant", ["paper", "datatrove"])
 def test_gopher_batch_equals_per_document_features(variant):
-    texts = _corpus()
+    texts = _corpus() + ODD
     tagger = GopherTagger(variant=variant)
     words = [ts.split_words(t) for t in texts]
     rows = [tagger.features(t, w) for t, w in zip(texts, words, strict=True)]
     for size in (1, 7, len(texts)):  # batch boundaries must not matter
         got: dict[str, list] = {}
         for i in range(0, len(texts), size):
-            f = batch_features(
-                texts[i : i + size], words[i : i + size], tagger._stop_words, variant
-            )
+            f = batch_features(ts.TextBatch(texts[i : i + size]), tagger._stop_words, variant)
             for k, v in f.items():
                 got.setdefault(k, []).append(v)
         for k in INT_FEATURES + FLOAT_FEATURES:
@@ -100,3 +114,56 @@ def test_lang_batch_equals_py3langid():
         assert label == ref_label, text[:60]
         assert abs(score - ref_score) < 1e-4
     assert {"fr", "de", "zh", "ru", "en", "es"} <= set(labels)
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"stop_chars": ".'\"!?", "line_punct_exclude_zero": True}]
+)
+def test_fineweb_batch_equals_per_document_features(settings):
+    from mixer.taggers.fineweb import FineWebTagger
+
+    texts = _corpus(3) + ODD
+    tagger = FineWebTagger(**settings)
+    rows = [tagger.features(t) for t in texts]
+    table = tagger.tag(pa.table({"text": texts}))
+    for k in ["lines", "words", "line_punct_ratio", "short_line_ratio", "char_dup_ratio",
+              "newline_ratio", "reason", "keep"]:  # fmt: skip
+        assert table.column(f"fineweb__{k}").to_pylist() == [r[k] for r in rows], k
+    assert len({r["reason"] for r in rows}) >= 4
+
+
+def test_batch_words_and_lines_equal_python_splits():
+    texts = _corpus(4) + ODD + ["x" * 3 + " é" * 5, "tab\tsep\u3000ideographic\u2003em"]
+    for size in (1, 5, len(texts)):
+        for i in range(0, len(texts), size):
+            batch = ts.TextBatch(texts[i : i + size])
+            wb = batch.words
+            for j, text in enumerate(texts[i : i + size]):
+                assert wb.words(j) == ts.split_words(text)
+            for pieces, split in (
+                (batch.splitlines, str.splitlines),
+                (batch.newline_split, lambda t: t.split("\n")),
+            ):
+                got = [[] for _ in range(batch.n)]
+                for v, p in zip(pieces.values.to_pylist(), pieces.parent.tolist(), strict=True):
+                    got[p].append(v)
+                assert got == [split(t) for t in texts[i : i + size]]
+    # the word splitter's memo may be cleared between batches without changing the words
+    ts._memo.clear()
+    assert ts.TextBatch(["Don't stop."]).words.words(0) == ["Do", "n't", "stop", "."]
+
+
+def test_whitespace_and_line_break_tables_match_python():
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    assert ts.WHITESPACE == "".join(c for c in chars if c.isspace())
+    assert ts.LINE_BREAKS == "".join(c for c in chars if len(f"a{c}b".splitlines()) == 2)
+
+
+def test_words_of_a_last_text_ending_in_whitespace_before_invalid_bytes():
+    # Arrow's utf8_split_whitespace reads one character past a trailing whitespace run; after
+    # the data buffer's end that may be anything (here invalid UTF-8)
+    data = pa.py_buffer(b"the water \xff\xfe")
+    offsets = pa.py_buffer(np.array([0, 4, 10], dtype=np.int32).tobytes())
+    arr = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
+    batch = ts.TextBatch(arr)
+    assert [batch.words.words(i) for i in range(2)] == [["the"], ["water"]]

@@ -11,10 +11,12 @@ most of any text. docs/taggers.md gives its measured agreement with spaCy.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from itertools import chain
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # The characters that make a word "only symbols": all Unicode punctuation and symbols (what is
 # neither a word character nor a space) plus "_".
@@ -286,6 +288,283 @@ def greedy_duplicate_chars(positions, keys, chars, n: int) -> int:
 
 
 # ---------------------------------------------------------------------------- batch helpers
+#
+# A batch's texts are split once (words, lines) and what several taggers need is computed once
+# per batch and shared through `text_batch(docs)`: gopher and fineweb both need the words and
+# the "\n" lines. Everything below is exact: tests/test_taggers_batch.py compares it with the
+# per-document functions above.
+
+# The characters str.isspace() accepts (what str.strip() removes) and those str.splitlines()
+# breaks at ("\r\n" counts as one break); tests check both against Python itself.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+LINE_BREAKS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def re2_class(chars: str) -> str:
+    """An RE2 character class (Arrow's regex engine) of exactly `chars`."""
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
+
+
+WS_CLASS = re2_class(WHITESPACE)
+SPLITLINES_PATTERN = "\\r\\n|" + re2_class(LINE_BREAKS)
+
+
+class Pieces:
+    """Strings cut out of each document of a batch (lines, paragraphs), flattened in document
+    order: `values` (Arrow strings) and `parent` (the document of each piece)."""
+
+    def __init__(self, values: pa.Array, parent: np.ndarray, n_docs: int):
+        self.values, self.parent, self.n_docs = values, parent, n_docs
+
+    @classmethod
+    def from_lists(cls, lists: pa.ListArray) -> Pieces:
+        offsets = lists.offsets.to_numpy()
+        lens = np.diff(offsets)
+        parent = np.repeat(np.arange(len(lists), dtype=np.int64), lens)
+        values = lists.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        return cls(values, parent, len(lists))
+
+    def filter(self, mask: np.ndarray) -> Pieces:
+        return Pieces(self.values.filter(pa.array(mask)), self.parent[mask], self.n_docs)
+
+    def per_doc(self, mask: np.ndarray | None = None, weights=None) -> np.ndarray:
+        """Per document: how many pieces (where `mask`), or the sum of `weights`."""
+        parent = self.parent if mask is None else self.parent[mask]
+        if weights is not None and mask is not None:
+            weights = weights[mask]
+        out = np.bincount(parent, weights=weights, minlength=self.n_docs)
+        return out.astype(np.int64) if weights is not None else out
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Characters of each piece."""
+        return _np(pc.utf8_length(self.values)).astype(np.int64, copy=False)
+
+    def matches(self, pattern: str) -> np.ndarray:
+        return _np(pc.match_substring_regex(self.values, pattern)).astype(bool, copy=False)
+
+    def repeats(self) -> np.ndarray:
+        """True where a piece equals an earlier piece of the same document (find_duplicates)."""
+        n = len(self.values)
+        dup = np.zeros(n, dtype=bool)
+        if n < 2:
+            return dup
+        ids = _np(pc.dictionary_encode(self.values).indices).astype(np.int64)
+        codes = factorize(self.parent * (int(ids.max()) + 1) + ids)
+        # codes count up in order of first appearance: a piece is a repeat when its code is not
+        # above every code before it
+        dup[1:] = codes[1:] <= np.maximum.accumulate(codes)[:-1]
+        return dup
+
+    def duplicates(self) -> tuple[np.ndarray, np.ndarray]:
+        """find_duplicates per document: (repeated pieces, their characters)."""
+        dup = self.repeats()
+        return self.per_doc(dup), self.per_doc(dup, self.lengths)
+
+
+def _np(arr) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def factorize(values: np.ndarray) -> np.ndarray:
+    """Dense ids of `values`, numbered in order of first appearance (0, 1, 2, ...)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    enc = pc.dictionary_encode(pa.array(values))
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def split_whitespace(texts: pa.Array) -> pa.ListArray:
+    """The whitespace chunks of every text, as str.split() gives them, plus an empty piece where
+    a text starts or ends with whitespace (Arrow's whitespace is str.isspace(): tests check it).
+
+    Arrow's utf8_split_whitespace (pyarrow 26) decodes one character past the end of a trailing
+    whitespace run; after the last text of the data buffer that is padding, and where the
+    padding is not valid UTF-8 the run stays in the chunk ("word "). A sentinel text after the
+    last one gives it a valid character to read."""
+    with_sentinel = pa.concat_arrays([texts.cast(pa.string()), pa.array(["x"], pa.string())])
+    return pc.utf8_split_whitespace(with_sentinel).slice(0, len(texts))
+
+
+class WordBatch:
+    """split_words of every document of a batch as integer ids: `ids` (every token of every
+    document, in order; equal words share an id), `starts` (document offsets into `ids`,
+    n_docs + 1) and per token its `length`, whether it is only symbols (`symbol`) and whether it
+    has a letter (`alpha`). Ids index `vocabulary` (the word strings)."""
+
+    def __init__(self, texts: pa.Array):
+        memo = _memo
+        if memo.too_big():
+            memo.clear()
+        chunks = Pieces.from_lists(split_whitespace(texts))
+        chunks = chunks.filter(_np(pc.binary_length(chunks.values)) > 0)
+        enc = pc.dictionary_encode(chunks.values)
+        local = enc.indices.to_numpy(zero_copy_only=False)
+        distinct = enc.dictionary.to_pylist()
+        memo.add_chunks(distinct)
+        global_id = np.fromiter(
+            map(memo.chunk_index.__getitem__, distinct), dtype=np.int64, count=len(distinct)
+        )
+        cids = global_id[local]
+        counts = memo.chunk_count.view()[cids]
+        ccum = np.zeros(len(cids) + 1, dtype=np.int64)
+        np.cumsum(counts, out=ccum[1:])
+        n_tok = int(ccum[-1])
+        # the words of chunk occurrence c are chunk_words[chunk_start[c] : + counts[c]]
+        src = np.repeat(memo.chunk_start.view()[cids] - ccum[:-1], counts)
+        src += np.arange(n_tok, dtype=np.int64)
+        self.ids = memo.chunk_words.view()[src]
+        chunk_bounds = np.searchsorted(chunks.parent, np.arange(len(texts) + 1))
+        self.starts = ccum[chunk_bounds]
+        self.lens = np.diff(self.starts)
+        self.vocabulary = memo.words
+        self.length = memo.word_length.view()[self.ids]
+        self.symbol = memo.word_symbol.view()[self.ids]
+        self.alpha = memo.word_alpha.view()[self.ids]
+        self._index = memo.word_index
+
+    def id_of(self, word: str) -> int | None:
+        return self._index.get(word)
+
+    def words(self, i: int) -> list[str]:
+        """The words of document i (as split_words gives them)."""
+        v = self.vocabulary
+        return [v[j] for j in self.ids[self.starts[i] : self.starts[i + 1]].tolist()]
+
+
+class _Grow:
+    """A numpy array that grows by appending."""
+
+    def __init__(self, dtype):
+        self.a = np.zeros(1024, dtype=dtype)
+        self.n = 0
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.a.dtype)
+        need = self.n + len(values)
+        if need > len(self.a):
+            grown = np.zeros(max(need, 2 * len(self.a)), dtype=self.a.dtype)
+            grown[: self.n] = self.a[: self.n]
+            self.a = grown
+        self.a[self.n : need] = values
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self.a[: self.n]
+
+
+class _SplitMemo:
+    """Every whitespace chunk seen (up to a size) -> the ids of its words, and every word -> its
+    id and properties, so a chunk is split and a word classified once per process."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.chunk_index: dict[str, int] = {}
+        self.chunk_start, self.chunk_count = _Grow(np.int64), _Grow(np.int64)
+        self.chunk_words = _Grow(np.int64)
+        self.word_index: dict[str, int] = {}
+        self.words: list[str] = []
+        self.word_length, self.word_symbol, self.word_alpha = (
+            _Grow(np.int64),
+            _Grow(bool),
+            _Grow(bool),
+        )
+
+    def too_big(self) -> bool:
+        return len(self.chunk_index) > _CHUNK_CACHE_SIZE or len(self.words) > _CHUNK_CACHE_SIZE
+
+    def add_chunks(self, chunks: list[str]) -> None:
+        """Split and number the chunks not seen yet (`chunks`: distinct)."""
+        index, word_index = self.chunk_index, self.word_index
+        new = [c for c in chunks if c not in index]
+        if not new:
+            return
+        splits = [_split_any(c) for c in new]
+        new_words = [w for w in dict.fromkeys(chain.from_iterable(splits)) if w not in word_index]
+        first = len(self.words)
+        word_index.update(zip(new_words, range(first, first + len(new_words)), strict=True))
+        self.words.extend(new_words)
+        self.word_length.extend(np.fromiter(map(len, new_words), np.int64, len(new_words)))
+        self.word_symbol.extend([is_symbol_only(w) for w in new_words])
+        self.word_alpha.extend([has_alpha(w) for w in new_words])
+        counts = np.fromiter(map(len, splits), np.int64, len(splits))
+        starts = self.chunk_words.n + np.concatenate(([0], np.cumsum(counts)[:-1]))
+        flat = list(chain.from_iterable(splits))
+        self.chunk_words.extend(np.fromiter(map(word_index.__getitem__, flat), np.int64, len(flat)))
+        self.chunk_start.extend(starts)
+        self.chunk_count.extend(counts)
+        first = len(index)
+        index.update(zip(new, range(first, first + len(new)), strict=True))
+
+
+_memo = _SplitMemo()
+
+
+class TextBatch:
+    """The texts of one batch (nulls as "") and what taggers derive from them, each computed on
+    first use: Python strings, character counts, words, lines split on "\n" and as
+    str.splitlines() splits them."""
+
+    def __init__(self, texts):
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.string())
+        if isinstance(texts, pa.Array):
+            self.arr = pc.fill_null(texts, "")
+            self._py = None
+        else:
+            self._py = ["" if t is None else t for t in texts]
+            self.arr = pa.array(self._py, type=pa.string())
+        self.n = len(self.arr)
+
+    @property
+    def py(self) -> list[str]:
+        if self._py is None:
+            self._py = self.arr.to_pylist()
+        return self._py
+
+    @cached_property
+    def n_chars(self) -> np.ndarray:
+        return _np(pc.utf8_length(self.arr)).astype(np.int64)
+
+    @cached_property
+    def words(self) -> WordBatch:
+        return WordBatch(self.arr)
+
+    def count(self, substring: str) -> np.ndarray:
+        """Non-overlapping occurrences of `substring` in each text (str.count)."""
+        return _np(pc.count_substring(self.arr, substring)).astype(np.int64)
+
+    @cached_property
+    def newline_split(self) -> Pieces:
+        """text.split("\n") of every text."""
+        return Pieces.from_lists(pc.split_pattern(self.arr, "\n"))
+
+    @cached_property
+    def splitlines(self) -> Pieces:
+        """text.splitlines() of every text: the pieces between line breaks, without the empty
+        piece after a final break."""
+        p = Pieces.from_lists(pc.split_pattern_regex(self.arr, SPLITLINES_PATTERN))
+        last = np.r_[p.parent[1:] != p.parent[:-1], True]
+        return p.filter(~(last & (p.lengths == 0)))
+
+
+def text_batch(docs: pa.Table) -> TextBatch:
+    """The TextBatch of a table's `text` column, shared by the taggers that run on the same
+    batch in one process (the last batch is kept)."""
+    column = docs.column("text")
+    key = _column_key(column)
+    if _split_cache[0] == key and _split_cache[1] is not None:
+        return _split_cache[2]
+    tb = TextBatch(column)
+    _split_cache[:] = [key, column, tb]
+    return tb
 
 
 def texts_of(docs: pa.Table) -> list[str]:
@@ -293,7 +572,7 @@ def texts_of(docs: pa.Table) -> list[str]:
     return ["" if t is None else t for t in docs.column("text").to_pylist()]
 
 
-_split_cache: list = [None, None, None]  # [buffer key, the text column (kept alive), words]
+_split_cache: list = [None, None, None]  # [buffer key, the text column (kept alive), batch]
 
 
 def _column_key(column: pa.ChunkedArray) -> tuple:
@@ -304,15 +583,9 @@ def _column_key(column: pa.ChunkedArray) -> tuple:
 
 
 def cached_split_words(docs: pa.Table) -> list[list[str]]:
-    """split_words of every document, computed once per batch and shared by the taggers that run
-    on the same batch in one process (gopher and fineweb both need the words)."""
-    column = docs.column("text")
-    key = _column_key(column)
-    if _split_cache[0] == key and _split_cache[1] is not None:
-        return _split_cache[2]
-    words = [split_words(t) for t in texts_of(docs)]
-    _split_cache[:] = [key, column, words]
-    return words
+    """split_words of every document (from the batch's shared WordBatch)."""
+    wb = text_batch(docs).words
+    return [wb.words(i) for i in range(len(wb.lens))]
 
 
 def rows_to_table(
