@@ -167,3 +167,21 @@ def test_words_of_a_last_text_ending_in_whitespace_before_invalid_bytes():
     arr = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
     batch = ts.TextBatch(arr)
     assert [batch.words.words(i) for i in range(2)] == [["the"], ["water"]]
+
+
+def test_simple_chunk_splits_equal_the_peeling_rules():
+    rng = random.Random(5)
+    marks = list("()[]{}<>,:;!?\"'`_#*&%=§$£.…+-/@") + ["”", "’", "—", "–", "©", "①", "ℂ", "。"]
+    cores = ["a", "ab", "Ab", "aB", "AB", "Mr", "Dr", "Co", "vs", "e", "s", "P", "D", "dont"]
+    cores += ["Cannot", "x_y", "snake_case_name", "8", "42", "5km", "km", "http", "www", "its"]
+    chunks = {"(:P", "'s", "Mr.", "e.g.", "U.S.", "a.", "ab..", "AB.", "aB.", "8)", ":)"}
+    for _ in range(20_000):
+        lead = "".join(rng.choices(marks, k=rng.choice([0, 0, 1, 1, 2, 3])))
+        trail = "".join(rng.choices(marks, k=rng.choice([0, 1, 1, 2, 3])))
+        chunks.add(lead + rng.choice(cores) + trail)
+    chunks = sorted(c for c in chunks if not c.isalnum())
+    got = ts.simple_splits(pa.array(chunks))
+    simple = [(c, g) for c, g in zip(chunks, got, strict=True) if g is not None]
+    assert len(simple) > len(chunks) // 5  # the fast path is taken often
+    for chunk, words in simple:
+        assert words == ts._split_chunk(chunk), chunk

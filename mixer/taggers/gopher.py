@@ -342,7 +342,12 @@ def batch_features(
     uni = _factorize(doc * n_ids + ids)
     base = int(uni.max()) + 1 if n_tok else 1
     prev = uni.copy()  # (n-1)-gram id at each position (meaningful at the candidates only)
-    cand = np.flatnonzero(room >= 2)  # positions that may start a repeated n-gram
+    # positions that may start a repeated n-gram: a bigram can repeat only where both its words
+    # do (the n-grams left out occur once, which no feature needs to know beyond their absence)
+    repeated = np.zeros(n_tok + 1, dtype=bool)
+    if n_tok:
+        repeated[:n_tok] = np.bincount(uni)[uni] > 1
+    cand = np.flatnonzero((room >= 2) & repeated[:n_tok] & repeated[1:])
     for n in range(2, max(DUP_NGRAMS) + 1):
         codes = _factorize(prev[cand] * base + uni[cand + n - 1])
         counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
