@@ -185,3 +185,58 @@ def test_simple_chunk_splits_equal_the_peeling_rules():
     assert len(simple) > len(chunks) // 5  # the fast path is taken often
     for chunk, words in simple:
         assert words == ts._split_chunk(chunk), chunk
+
+
+C4_ODD = [
+    "First sentence here. Second one follows! Third? Yes. Fourth and fifth. Sixth.\n" * 2,
+    "Intro line with words.\nlorem ipsum dolor sit amet.\nMore words after it here.\n",
+    "Some words here. More.\nfunction() { return 1; } ends.\nNever seen after the break.\n",
+    "We use cookies on this site.\nThe JavaScript must be on.\nSee the Privacy Policy now.\n",
+    "Cited fact [1] here. Also [edit] this [citation needed] one.\n[2] Leading citation goes.\n",
+    "A JAVASCRİPT line with a dotted capital I here.\nUſes cookies with a long s here.\n",
+    "Short.\nno terminal punctuation here\nwaits... and trails off...\nok then, fine, good.\n",
+    "word " * 10
+    + "x" * 1200
+    + " end.\n"
+    + "Mr. Smith went to Washington. He saw J. Doe there. Fine.\n",
+    "  \u3000 Leading whitespace line here. \u00a0\n\n\r\nWindows line, ends here.\r\n",
+]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"filter_no_terminal_punct": False, "min_words_per_line": 0, "min_sentences": 1},
+        {"remove_citations": False, "max_word_length": None, "filter_curly_bracket": False},
+        {"filter_lorem_ipsum": False, "filter_javascript": False, "filter_policy": False},
+        {"min_words_per_line": 1, "max_word_length": 5},
+        {"min_words_per_line": 1200, "min_sentences": 0},
+    ],
+)
+def test_c4_batch_equals_per_document_features(settings):
+    from mixer.taggers.c4 import INT_FEATURES, LINE_REASONS, C4Tagger
+
+    texts = _corpus(6)[:120] + ODD + C4_ODD + [PROSE_PAGE]
+    tagger = C4Tagger(**settings)
+    rows = [tagger.features(t) for t in texts]
+    for size in (1, 7, len(texts)):
+        got: list = []
+        for i in range(0, len(texts), size):
+            got += tagger.tag(pa.table({"text": texts[i : i + size]})).to_pylist()
+        cols = INT_FEATURES + [f"dropped_{k}_lines" for k in LINE_REASONS] + ["reason", "keep"]
+        for c in cols:
+            assert [g[f"c4__{c}"] for g in got] == [r[c] for r in rows], (size, c)
+    if not settings:  # every document rule and every line rule fires somewhere
+        assert {"", "too_few_sentences", "lorem_ipsum", "curly_bracket"} <= {
+            r["reason"] for r in rows
+        }
+        for k in LINE_REASONS:
+            assert sum(r[f"dropped_{k}_lines"] for r in rows) > 0, k
+
+
+PROSE_PAGE = (
+    "The council met on Tuesday. It agreed on the budget. The library will open longer. "
+    "The park gets new benches. Residents can write in. The vote passed.\n"
+    "Another paragraph follows with more sentences. It has two of them.\n"
+)
