@@ -174,6 +174,9 @@ def test_simple_chunk_splits_equal_the_peeling_rules():
     marks = list("()[]{}<>,:;!?\"'`_#*&%=§$£.…+-/@") + ["”", "’", "—", "–", "©", "①", "ℂ", "。"]
     cores = ["a", "ab", "Ab", "aB", "AB", "Mr", "Dr", "Co", "vs", "e", "s", "P", "D", "dont"]
     cores += ["Cannot", "x_y", "snake_case_name", "8", "42", "5km", "km", "http", "www", "its"]
+    cores += ["os.path", "np.Array", "a.b", "x.y.z", "f(g", "self.x", "www.example.com", "a__b"]
+    cores += ["f(x.y", "e.g", "Ph.D", "a.m", "A.B", "obj.Attr.x", "f(Dr", "well-known", "a-b-c"]
+    cores += ["x=y", "and/or", "a:b", "k<v>w", "a~b", "dont-x", "a-9", "f(a-b", "x_y-z", "A-B"]
     chunks = {"(:P", "'s", "Mr.", "e.g.", "U.S.", "a.", "ab..", "AB.", "aB.", "8)", ":)"}
     for _ in range(20_000):
         lead = "".join(rng.choices(marks, k=rng.choice([0, 0, 1, 1, 2, 3])))

@@ -149,7 +149,17 @@ def _split_alnum(chunk: str) -> list[str]:
 # its results with _split_chunk's.
 _LEAD = f"§%=—–{_PUNCT.replace('…', '')}{_QUOTES}{_CURRENCY}{_ICONS}"
 _TRAIL = f"—–%.{_PUNCT.replace('…', '')}{_QUOTES}{_ICONS}"
-_SIMPLE = f"^(?P<lead>[{_LEAD}]*)(?P<core>[A-Za-z]+(?:_[A-Za-z]+)*|[0-9]+)(?P<trail>[{_TRAIL}]*)$"
+_WORD = "[A-Za-z]+(?:_+[A-Za-z]+)*"
+# the word may be a call or a dotted name ("f(x", "os.path"): no rule splits those ("." only
+# splits before a capital)
+_CORE = (
+    rf"{_WORD}(?:\({_WORD}|\.[a-z][A-Za-z]*(?:_+[A-Za-z]+)*)*|[0-9]+"
+    # or words joined by marks the infix rule splits at between letters ("a-b", "x=y", "a/b")
+    rf"|{_WORD}(?:[-~:<>=/]{_WORD})+"
+)
+_JOINED = re.compile(r"([-~:<>=/])")
+_SIMPLE = f"^(?P<lead>[{_LEAD}]*)(?P<core>{_CORE})(?P<trail>[{_TRAIL}]*)$"
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
 _KEEP_WHOLE_INSIDE = "|".join(
     "".join(f"\\x{{{ord(c):x}}}" for c in w) for w in sorted(_KEEP_WHOLE, key=len)
 )
@@ -175,14 +185,19 @@ def simple_splits(arr: pa.Array) -> list[list[str] | None]:
     for i, lead, core, trail in zip(idx.tolist(), leads, cores, trails, strict=True):
         if "." in trail and not _periods_peel(core, trail):
             continue
-        middle = [core] if "_" in core else _split_alnum(core)
+        if core.isalnum():
+            middle = _split_alnum(core)
+        elif _JOINED.search(core):
+            middle = _JOINED.split(core)
+        else:
+            middle = [core]
         out[i] = [*lead, *middle, *trail]
     return out
 
 
 def _periods_peel(core: str, trail: str) -> bool:
-    if ".." in trail or len(core) < 2:
-        return False
+    if ".." in trail or len(core) < 2 or (trail[0] == "." and _INITIALS.fullmatch(core)):
+        return False  # "a.b." is an initialism
     for j, ch in enumerate(trail):
         if ch != ".":
             continue
