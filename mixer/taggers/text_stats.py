@@ -79,6 +79,16 @@ for _k, _v in list(_BARE_CONTRACTIONS.items()):
     _BARE_CONTRACTIONS[_k.capitalize()] = (_v[0].capitalize(), *_v[1:])
 
 
+# What an infix match starts with (a cheap test before the split with its look-behinds).
+_INFIX_START = re.compile(f"[.…{_ICONS}+\\-*^,—–~:<>=/]")
+
+
+def _infix_split(s: str) -> list[str]:
+    if _INFIX_START.search(s) is None:
+        return [s]
+    return [x for x in _INFIX.split(s) if x]
+
+
 def _split_chunk(chunk: str) -> list[str]:
     """spaCy-like split of one whitespace-free chunk that is not plain alphanumeric."""
     if chunk in _KEEP_WHOLE:
@@ -90,7 +100,7 @@ def _split_chunk(chunk: str) -> list[str]:
     suffixes: list[str] = []
     s = chunk
     while s:
-        if s in _KEEP_WHOLE or (len(s) > 1 and _INITIALISM.match(s)):
+        if s in _KEEP_WHOLE or (len(s) > 1 and "." in s and _INITIALISM.match(s)):
             break
         m = _PREFIX.match(s)
         if m and m.end() < len(s) + 1 and m.end() > 0:
@@ -108,16 +118,21 @@ def _split_chunk(chunk: str) -> list[str]:
         break
     middle: list[str] = []
     if s:
-        if s in _KEEP_WHOLE or _INITIALISM.match(s) or _URL.match(s):
+        # (each regex runs only where the characters it needs are present)
+        if (
+            s in _KEEP_WHOLE
+            or ("." in s and _INITIALISM.match(s))
+            or (("." in s or "@" in s or ":" in s) and _URL.match(s))
+        ):
             middle = [s]
         elif s in _BARE_CONTRACTIONS:
             middle = list(_BARE_CONTRACTIONS[s])
         else:
-            c = _CONTRACTION.search(s)
+            c = _CONTRACTION.search(s) if ("'" in s or "’" in s) else None
             if c and c.start() > 0:
-                middle = [x for x in _INFIX.split(s[: c.start()]) if x] + [c.group()]
+                middle = _infix_split(s[: c.start()]) + [c.group()]
             else:
-                middle = [x for x in _INFIX.split(s) if x]
+                middle = _infix_split(s)
     suffixes.reverse()
     parts = prefixes + middle + suffixes
     # spaCy re-joins split pieces that spell a special case, e.g. ")" ":" -> "):"
@@ -450,6 +465,8 @@ def factorize(values: np.ndarray) -> np.ndarray:
     """Dense ids of `values`, numbered in order of first appearance (0, 1, 2, ...)."""
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
+    if values.dtype == np.int64 and 0 <= values.min() and values.max() < 2**31:
+        values = values.astype(np.int32)  # Arrow hashes 32-bit keys several times faster
     enc = pc.dictionary_encode(pa.array(values))
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
