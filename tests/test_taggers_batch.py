@@ -243,3 +243,28 @@ PROSE_PAGE = (
     "The park gets new benches. Residents can write in. The vote passed.\n"
     "Another paragraph follows with more sentences. It has two of them.\n"
 )
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.chunked_array([], pa.string()),
+        pa.array(["Hello world. This is it.  ", None, ""], pa.large_string()),
+        pa.array([None, None], pa.string()),
+        pa.chunked_array([["a b c.", "x "], ["more text here.\n\nmore text here.\n"]]),
+        pa.array(["zero", "one two three. four five six. ", "two  "]).slice(1, 2),
+    ],
+    ids=["no-chunks", "large-string", "all-null", "two-chunks", "sliced"],
+)
+def test_batch_paths_take_any_text_column_layout(column):
+    from mixer.taggers import make_tagger
+
+    table = pa.table({"text": column})
+    texts = ["" if t is None else t for t in table.column("text").to_pylist()]
+    for name in ("gopher", "c4", "fineweb"):
+        tagger = make_tagger(name)
+        out = tagger.tag(table)
+        ref = [tagger.features(t) for t in texts]
+        for col in out.column_names:
+            feature = col.split("__", 1)[1]
+            assert out.column(col).to_pylist() == [r[feature] for r in ref], (name, col)

@@ -618,6 +618,8 @@ class TextBatch:
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks() if texts.num_chunks else pa.array([], type=pa.string())
         if isinstance(texts, pa.Array):
+            if texts.type != pa.string():  # e.g. large_string: one batch is far below 2 GB
+                texts = texts.cast(pa.string())
             self.arr = pc.fill_null(texts, "")
             self._py = None
         else:
