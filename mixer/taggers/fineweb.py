@@ -13,6 +13,7 @@ datatrove >= 0.4 (FineWeb's first release also counted lines ending in a quote: 
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from mixer.taggers import text_stats as ts
@@ -84,7 +85,53 @@ class FineWebTagger(Tagger):
         return fineweb_features(text, len(words), self.settings, self._stop_chars)
 
     def tag(self, docs: pa.Table) -> pa.Table:
-        texts = ts.texts_of(docs)
-        words = ts.cached_split_words(docs)
-        rows = [self.features(t, w) for t, w in zip(texts, words, strict=True)]
-        return ts.rows_to_table(self.name, rows, INT_FEATURES, FLOAT_FEATURES)
+        feats = batch_features(ts.text_batch(docs), self.settings, self._stop_chars)
+        cols: dict[str, pa.Array] = {}
+        for f in INT_FEATURES:
+            cols[f"{self.name}__{f}"] = pa.array(feats[f], type=pa.int64())
+        for f in FLOAT_FEATURES:
+            cols[f"{self.name}__{f}"] = pa.array(feats[f], type=pa.float64())
+        cols[f"{self.name}__reason"] = pa.array(feats["reason"], type=pa.string())
+        cols[f"{self.name}__keep"] = pa.array(feats["keep"], type=pa.bool_())
+        return pa.table(cols)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.zeros(len(a)), where=b != 0)
+
+
+def batch_features(
+    batch: ts.TextBatch, s: dict, stop_chars: tuple[str, ...] = STOP_CHARS
+) -> dict[str, np.ndarray]:
+    """`fineweb_features` of a whole batch, one array per feature (and reason, keep), from
+    the batch's shared "\\n" split and word counts."""
+    pieces = batch.newline_split
+    lines = pieces.filter(pieces.matches(f"[^{ts.WS_CLASS[1:-1]}]"))  # line.strip() != ""
+    n_lines = lines.per_doc()
+    n_words = batch.words.lens
+    ends = "|".join("".join(f"\\x{{{ord(ch):x}}}" for ch in c) for c in stop_chars)
+    punct = lines.per_doc(lines.matches(f"(?:{ends})$"))
+    short = lines.per_doc(lines.lengths <= s["short_line_length"])
+    newlines = batch.count("\n")
+    chars_no_newline = batch.n_chars - newlines
+    feats = {
+        "lines": n_lines,
+        "words": n_words,
+        "line_punct_ratio": _ratio(punct, n_lines),
+        "short_line_ratio": _ratio(short, n_lines),
+        "char_dup_ratio": _ratio(lines.duplicates()[1], chars_no_newline),
+        "newline_ratio": newlines / np.maximum(n_words, 1),
+    }
+    ratio = feats["line_punct_ratio"]
+    conditions = [
+        n_lines == 0,
+        (ratio < s["line_punct_thr"]) & ~((ratio == 0) & bool(s["line_punct_exclude_zero"])),
+        feats["short_line_ratio"] > s["short_line_thr"],
+        feats["char_dup_ratio"] > s["char_duplicates_ratio"],
+        feats["newline_ratio"] > s["new_line_ratio"],
+    ]
+    reasons = ["empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio"]
+    feats["reason"] = np.select(conditions, reasons, "").astype(object)
+    feats["keep"] = feats["reason"] == ""
+    return feats

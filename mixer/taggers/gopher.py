@@ -14,7 +14,6 @@ Two variants (setting `variant`), which differ only where the paper and datatrov
 from __future__ import annotations
 
 import re
-from itertools import chain
 from typing import ClassVar
 
 import numpy as np
@@ -245,11 +244,10 @@ class GopherTagger(Tagger):
         return feats
 
     def tag(self, docs: pa.Table) -> pa.Table:
-        texts = ts.texts_of(docs)
-        words = ts.cached_split_words(docs)
-        feats = batch_features(texts, words, self._stop_words, self.settings["variant"])
+        batch = ts.text_batch(docs)
+        feats = batch_features(batch, self._stop_words, self.settings["variant"])
         reasons = batch_first_failure(feats, self.settings, RULES)
-        reasons[np.array([t == "" for t in texts], dtype=bool)] = "empty"
+        reasons[batch.n_chars == 0] = "empty"
         cols: dict[str, pa.Array] = {}
         for f in INT_FEATURES:
             cols[f"{self.name}__{f}"] = pa.array(feats[f], type=pa.int64())
@@ -270,12 +268,9 @@ class GopherTagger(Tagger):
 # tests/test_taggers_rules.py checks the two paths give identical values.
 
 
-def _factorize(values: np.ndarray) -> np.ndarray:
-    """Dense ids of `values`, numbered in order of first appearance (0, 1, 2, ...)."""
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    enc = pc.dictionary_encode(pa.array(values))
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+_factorize = ts.factorize
+_BULLET_LINE = f"^{ts.WS_CLASS}*[•\\-]"  # line.lstrip().startswith(("•", "-"))
+_ELLIPSIS_LINE = f"(?:\\.\\.\\.|…){ts.WS_CLASS}*$"  # line.rstrip().endswith(("...", "…"))
 
 
 def _ratio_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -285,61 +280,49 @@ def _ratio_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def batch_features(
-    texts: list[str], words: list[list[str]], stop_words: frozenset, variant: str
+    batch: ts.TextBatch, stop_words: frozenset, variant: str
 ) -> dict[str, np.ndarray]:
     """Gopher quality and repetition features of a batch, one array per feature."""
-    n_docs = len(texts)
-    lens = np.fromiter(map(len, words), dtype=np.int64, count=n_docs)
-    starts = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(lens, out=starts[1:])
+    n_docs = batch.n
+    wb = batch.words
+    lens, starts, ids = wb.lens, wb.starts, wb.ids
     n_tok = int(starts[-1])
     doc = np.repeat(np.arange(n_docs, dtype=np.int64), lens)
-    if n_tok:
-        enc = pc.dictionary_encode(pa.array(list(chain.from_iterable(words)), type=pa.string()))
-        ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        distinct = enc.dictionary.to_pylist()
-    else:
-        ids, distinct = np.zeros(0, dtype=np.int64), []
-    n_distinct = max(len(distinct), 1)
-    dlen = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
-    dsym = np.fromiter(map(ts.is_symbol_only, distinct), dtype=bool, count=len(distinct))
-    dalpha = np.fromiter(map(ts.has_alpha, distinct), dtype=bool, count=len(distinct))
-    dstop = np.fromiter((w in stop_words for w in distinct), dtype=bool, count=len(distinct))
-    wlen, is_word = dlen[ids], ~dsym[ids]
+    wlen, is_word = wb.length, ~wb.symbol
     n_words = np.bincount(doc[is_word], minlength=n_docs)
     word_chars = np.bincount(doc[is_word], weights=wlen[is_word], minlength=n_docs)
-    alpha = np.bincount(doc[dalpha[ids]], minlength=n_docs)
-    stop_at = dstop[ids]
-    stop_pairs = np.unique(doc[stop_at] * n_distinct + ids[stop_at])
-    stop = np.bincount(stop_pairs // n_distinct, minlength=n_docs)
+    alpha = np.bincount(doc[wb.alpha], minlength=n_docs)
+    stop_ids = [i for i in map(wb.id_of, stop_words) if i is not None]
+    stop_at = np.isin(ids, stop_ids) if stop_ids else np.zeros(n_tok, dtype=bool)
+    n_ids = max(len(wb.vocabulary), 1)
+    stop_pairs = np.unique(doc[stop_at] * n_ids + ids[stop_at])
+    stop = np.bincount(stop_pairs // n_ids, minlength=n_docs)
 
-    # per document in Python: what needs the text's lines and paragraphs
-    n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=n_docs)
-    per_doc = np.zeros((n_docs, 11), dtype=np.int64)
-    for i, text in enumerate(texts):
-        lines = text.splitlines()
-        paragraphs = _PARAGRAPH_BREAK.split(text.strip())
-        split_lines = _LINE_BREAK.split(text)  # empty lines do not count as repeated lines
-        per_doc[i] = (
-            text.count("#"),
-            text.count("...") + text.count("…"),
-            len(lines),
-            sum(1 for line in lines if line.lstrip().startswith(("•", "-"))),
-            sum(1 for line in lines if line.rstrip().endswith(("...", "…"))),
-            len(paragraphs),
-            *ts.find_duplicates(paragraphs),
-            len(split_lines),
-            *ts.find_duplicates(split_lines),
-        )
-    hashes, ellipses, n_lines, bullets, ell_lines = per_doc[:, :5].T
-    n_paras, para_dups, para_dup_chars, n_split, line_dups, line_dup_chars = per_doc[:, 5:].T
+    # lines and paragraphs: split by Arrow for the whole batch
+    n_chars = batch.n_chars
+    lines = batch.splitlines
+    n_lines = lines.per_doc()
+    bullets = lines.per_doc(lines.matches(_BULLET_LINE))
+    ell_lines = lines.per_doc(lines.matches(_ELLIPSIS_LINE))
+    paragraphs = ts.Pieces.from_lists(
+        pc.split_pattern_regex(pc.utf8_trim(batch.arr, ts.WHITESPACE), "\n{2,}")
+    )
+    n_paras = paragraphs.per_doc()
+    para_dups, para_dup_chars = paragraphs.duplicates()
+    # re.split("\n+", text): the "\n" pieces without the empty ones between two breaks
+    pieces = batch.newline_split
+    first = np.r_[True, pieces.parent[1:] != pieces.parent[:-1]]
+    last = np.r_[pieces.parent[1:] != pieces.parent[:-1], True]
+    split_lines = pieces.filter(first | last | (pieces.lengths > 0))
+    n_split = split_lines.per_doc()
+    line_dups, line_dup_chars = split_lines.duplicates()
     lines_or_1 = np.maximum(n_lines, 1)
     out: dict[str, np.ndarray] = {
         "words": n_words,
         "tokens": lens,
         "mean_word_length": _ratio_arr(word_chars, n_words),
-        "hash_ratio": _ratio_arr(hashes, lens),
-        "ellipsis_ratio": _ratio_arr(ellipses, lens),
+        "hash_ratio": _ratio_arr(batch.count("#"), lens),
+        "ellipsis_ratio": _ratio_arr(batch.count("...") + batch.count("…"), lens),
         "bullet_lines_ratio": np.where(n_lines > 0, bullets / lines_or_1, 0.0),
         "ellipsis_lines_ratio": np.where(n_lines > 0, ell_lines / lines_or_1, 0.0),
         "alpha_words_ratio": _ratio_arr(alpha, n_words if variant == "paper" else lens),
@@ -356,10 +339,15 @@ def batch_features(
     np.cumsum(wlen, out=csum[1:])
     pos_in_doc = np.arange(n_tok, dtype=np.int64) - starts[doc]
     room = lens[doc] - pos_in_doc  # words from each position to its document's end
-    uni = _factorize(doc * n_distinct + ids)
+    uni = _factorize(doc * n_ids + ids)
     base = int(uni.max()) + 1 if n_tok else 1
     prev = uni.copy()  # (n-1)-gram id at each position (meaningful at the candidates only)
-    cand = np.flatnonzero(room >= 2)  # positions that may start a repeated n-gram
+    # positions that may start a repeated n-gram: a bigram can repeat only where both its words
+    # do (the n-grams left out occur once, which no feature needs to know beyond their absence)
+    repeated = np.zeros(n_tok + 1, dtype=bool)
+    if n_tok:
+        repeated[:n_tok] = np.bincount(uni)[uni] > 1
+    cand = np.flatnonzero((room >= 2) & repeated[:n_tok] & repeated[1:])
     for n in range(2, max(DUP_NGRAMS) + 1):
         codes = _factorize(prev[cand] * base + uni[cand + n - 1])
         counts = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
