@@ -80,6 +80,7 @@ def execute_dedup(
     """Run dedup_stages(workdir, settings) on `executor` (default: a LocalExecutor of
     `workers`, or Ray under `mixer --executor ray`) and return the stats."""
     stages = dedup_stages(workdir, settings)
+
     def echo(msg: str) -> None:
         if progress:
             tqdm.write(msg, file=sys.stderr)
