@@ -506,18 +506,11 @@ def run_decon_index(
     """`mixer decon-index`: run DeconIndexStage on `executor` (default: one local process)
     under the lock of `workdir` (default: the folder of `out`), whose state/ records the build,
     so an unchanged rebuild is skipped. Returns (the stage's counts, skipped)."""
-    from mixer.executor import LocalExecutor
-    from mixer.stage import RunContext, run_stage, workdir_lock
+    from mixer.stage import run_command_stages
 
     out = Path(out)
     wd = Path(workdir) if workdir is not None else out.parent
     stage = DeconIndexStage(wd, list(eval_sets), out, dict(settings or {}))
     stage._files()  # a missing evaluation set: one line, before the lock creates anything
-    ctx = RunContext(wd, executor or LocalExecutor(1), False, echo or (lambda _m: None))
-    try:
-        with workdir_lock(wd):
-            result = run_stage(stage, ctx)
-    finally:
-        if executor is None:
-            ctx.executor.close()
-    return result, ctx.stats[stage.name]["skipped"]
+    (result,), skipped = run_command_stages([stage], wd, executor, echo=echo)
+    return result, skipped

@@ -933,25 +933,13 @@ def run_mix(
 ) -> dict:
     """Select the mix: mixes/<name>/part-*.parquet and mixes/<name>.manifest.json, through the
     stage runner. Returns the manifest with `skipped` (True when nothing had to be redone)."""
-    from mixer.executor import LocalExecutor
-    from mixer.stage import RunContext, run_stages, workdir_lock
+    from mixer.stage import run_command_stages
 
     workdir = Path(workdir) if workdir is not None else Path(recipe.workdir)
-    ctx = RunContext(
-        workdir,
-        executor or LocalExecutor(recipe.mix.get("workers")),
-        progress=progress,
-        echo=lambda m: None,
+    _, skipped = run_command_stages(
+        mix_stages(recipe, workdir), workdir, executor, recipe.mix.get("workers"), progress
     )
-    stages = mix_stages(recipe, workdir)
-    try:
-        with workdir_lock(workdir):
-            run_stages(stages, ctx)
-    finally:
-        if executor is None:
-            ctx.executor.close()
     manifest = read_json(mix_manifest_path(workdir, recipe.name))
-    skipped = all(ctx.stats[s.name]["skipped"] for s in stages)
     return {**manifest, "skipped": skipped}
 
 

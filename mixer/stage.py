@@ -255,6 +255,29 @@ def run_stages(stages: Iterable[Stage], ctx: RunContext) -> list[Any]:
     return [run_stage(s, ctx) for s in stages]
 
 
+def run_command_stages(
+    stages: Sequence[Stage],
+    workdir: str | Path,
+    executor: Executor | None = None,
+    workers: int | None = 1,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[list[Any], bool]:
+    """What a single-stage command does (`mixer decon-index`, `mixer mix`, ...): run `stages` in
+    order under the workdir lock on `executor` (default: a local pool of `workers`, closed at
+    the end). Returns (their results, whether every one was up to date and skipped)."""
+    ctx = RunContext(
+        Path(workdir), executor or LocalExecutor(workers), progress, echo or (lambda _m: None)
+    )
+    try:
+        with workdir_lock(workdir):
+            results = run_stages(stages, ctx)
+    finally:
+        if executor is None:
+            ctx.executor.close()
+    return results, all(ctx.stats[s.name]["skipped"] for s in stages)
+
+
 # ------------------------------------------------------------------ one run per workdir
 
 _held: dict[str, list] = {}  # workdir -> [open lock file, depth]: reentrant within a process

@@ -320,21 +320,14 @@ def run_train_fasttext(
     stored beside the model, skipped)."""
     import re
 
-    from mixer.executor import LocalExecutor
     from mixer.pipeline import TrainFastTextStage
-    from mixer.stage import RunContext, run_stage, workdir_lock
+    from mixer.stage import run_command_stages
 
     workdir = Path(workdir)
     _document_parts(workdir)  # none: one line, before the lock creates state/
     name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(out).stem) or "model"
     stage = TrainFastTextStage(workdir, name, Path(out), spec, seed, list_taggers(workdir))
-    ctx = RunContext(workdir, executor or LocalExecutor(1), False, echo or (lambda _m: None))
-    try:
-        with workdir_lock(workdir):
-            run_stage(stage, ctx)
-    finally:
-        if executor is None:
-            ctx.executor.close()
+    _, skipped = run_command_stages([stage], workdir, executor, echo=echo)
     metrics = json.loads(metrics_path_for(out).read_text())
     metrics["metrics_file"] = str(metrics_path_for(out))
-    return metrics, ctx.stats[stage.name]["skipped"]
+    return metrics, skipped

@@ -193,19 +193,12 @@ def run_train_tokenizer(
     `inputs` with `settings` (train_tokenizer's keywords) on `executor` (default: one local
     process), under the lock of `workdir` (default: the folder of `out_path`), whose state/
     records the run, so an unchanged retraining is skipped. Returns (its summary, skipped)."""
-    from mixer.executor import LocalExecutor
     from mixer.pipeline import TokenizerStage
-    from mixer.stage import RunContext, run_stage, workdir_lock
+    from mixer.stage import run_command_stages
 
     out_path = Path(out_path)
     wd = Path(workdir) if workdir is not None else out_path.parent
     stage = TokenizerStage(wd, out_path, dict(settings or {}), inputs=[str(i) for i in inputs])
     find_parquet_inputs(stage.inputs)  # a bad input: one line, before the lock creates anything
-    ctx = RunContext(wd, executor or LocalExecutor(1), False, echo or (lambda _m: None))
-    try:
-        with workdir_lock(wd):
-            result = run_stage(stage, ctx)
-    finally:
-        if executor is None:
-            ctx.executor.close()
-    return result, ctx.stats[stage.name]["skipped"]
+    (result,), skipped = run_command_stages([stage], wd, executor, echo=echo)
+    return result, skipped

@@ -221,27 +221,13 @@ def test_cli_builds_index_and_reports_bad_lines(tmp_path):
 
 def test_tag_stage_writes_decon_columns(eval_set, tmp_path):
     import pyarrow.parquet as pq
+    from doc_parts import write_part
 
-    from mixer.io import write_parquet_atomic
-    from mixer.schema import DOCUMENT_SCHEMA, attributes_dir, documents_dir
+    from mixer.schema import attributes_dir
     from mixer.tag import tag_workdir
 
     texts = ["clean document " * 20, "copied: " + eval_set["records"][1]["question"]]
-    n = len(texts)
-    table = pa.table(
-        {
-            "id": [f"d{i}" for i in range(n)],
-            "text": texts,
-            "source": ["web"] * n,
-            "added": [None] * n,
-            "created": [None] * n,
-            "metadata": [None] * n,
-            "src_file": ["f"] * n,
-            "src_line": list(range(1, n + 1)),
-        },
-        schema=DOCUMENT_SCHEMA,
-    )
-    write_parquet_atomic(documents_dir(tmp_path, "web") / "part-00000.parquet", table)
+    write_part(tmp_path, "web", texts, ids=[f"d{i}" for i in range(len(texts))], added=None)
     tag_workdir(
         tmp_path, ["decon"], {"decon": {"index": str(eval_set["index"])}}, workers=1, progress=False
     )

@@ -125,10 +125,7 @@ def _dedup_corpus(wd: Path, parts: int = 8, docs: int = 600, seed: int = 5) -> N
     that dedup makes 8 signature tasks of half a second or more each."""
     import random
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from mixer.schema import DOCUMENT_SCHEMA, documents_dir
+    from doc_parts import write_part
 
     rng = random.Random(seed)
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -145,23 +142,9 @@ def _dedup_corpus(wd: Path, parts: int = 8, docs: int = 600, seed: int = 5) -> N
             texts.append(" ".join(rng.choices(vocab, k=rng.randint(150, 400))))
             if rng.random() < 0.3:
                 earlier.append(texts[-1])
-        source, n = ("web", "wiki")[p % 2], len(texts)
-        table = pa.table(
-            {
-                "id": [f"{source}-{p}-{i}" for i in range(n)],
-                "text": texts,
-                "source": [source] * n,
-                "added": ["2024-01-01"] * n,
-                "created": [None] * n,
-                "metadata": [None] * n,
-                "src_file": ["x.jsonl"] * n,
-                "src_line": list(range(1, n + 1)),
-            },
-            schema=DOCUMENT_SCHEMA,
-        )
-        path = documents_dir(wd, source) / f"part-{p // 2:05d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
+        source = ("web", "wiki")[p % 2]
+        ids = [f"{source}-{p}-{i}" for i in range(len(texts))]
+        write_part(wd, source, texts, index=p // 2, ids=ids)
 
 
 def _dedup_outputs(wd: Path) -> dict[str, str]:

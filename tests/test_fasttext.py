@@ -8,11 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from doc_parts import write_part
 
 from mixer import fasttext_model
 from mixer.cli import main
 from mixer.errors import MixerError
-from mixer.schema import DOCUMENT_SCHEMA, attributes_dir, documents_dir
+from mixer.schema import attributes_dir, documents_dir
 from mixer.train_fasttext import train_from_workdir
 
 GOOD = (
@@ -34,20 +35,9 @@ def _workdir(tmp_path, n=60):
         parts = [texts[: n // 2], texts[n // 2 :]] if source == "web" else [texts]
         start = 0
         for p, chunk in enumerate(parts):
-            recs = {
-                "id": [f"{source}-{start + i}" for i in range(len(chunk))],
-                "text": chunk,
-                "source": [source] * len(chunk),
-                "added": ["2024-01-01"] * len(chunk),
-                "created": [None] * len(chunk),
-                "metadata": [None] * len(chunk),
-                "src_file": ["x.jsonl"] * len(chunk),
-                "src_line": list(range(1, len(chunk) + 1)),
-            }
+            ids = [f"{source}-{start + i}" for i in range(len(chunk))]
+            write_part(wd, source, chunk, index=p, ids=ids)
             start += len(chunk)
-            path = documents_dir(wd, source) / f"part-{p:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table(recs, schema=DOCUMENT_SCHEMA), path)
     return wd
 
 

@@ -8,13 +8,13 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from doc_parts import write_part
 
 from mixer.cli import main
-from mixer.schema import DOCUMENT_SCHEMA, documents_dir
+from mixer.schema import documents_dir
 
 WORDS = (
     "river stone cloud lamp orbit tiger maple frost canyon violin harbor pepper quartz meadow "
@@ -32,24 +32,7 @@ def _workdir(root: Path) -> Path:
     """A workdir with two sources of 80 documents each (documents/ only)."""
     wd = root / "wd"
     for source in ("web", "wiki"):
-        texts = [_text(source, i) for i in range(80)]
-        n = len(texts)
-        table = pa.table(
-            {
-                "id": [f"{source}-{i}" for i in range(n)],
-                "text": texts,
-                "source": [source] * n,
-                "added": ["2024-01-01"] * n,
-                "created": [None] * n,
-                "metadata": [None] * n,
-                "src_file": ["x.jsonl"] * n,
-                "src_line": list(range(1, n + 1)),
-            },
-            schema=DOCUMENT_SCHEMA,
-        )
-        path = documents_dir(wd, source) / "part-00000.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
+        write_part(wd, source, [_text(source, i) for i in range(80)])
     return wd
 
 
