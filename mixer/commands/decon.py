@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mixer.commands.options import executor_options
+from mixer.commands.options import executor_options, state_workdir_option
 from mixer.decon_index import DEFAULT_MIN_WORDS, DEFAULT_NGRAM
 
 
@@ -30,13 +30,7 @@ from mixer.decon_index import DEFAULT_MIN_WORDS, DEFAULT_NGRAM
     help="Evaluation texts shorter than --ngram words become one n-gram of their own length; "
     "texts shorter than this are skipped (a 1-word gram would match almost everything).",
 )
-@click.option(
-    "--workdir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Workdir whose state/ records the build (up-to-date checks, the lock); "
-    "default: the folder of --out.",
-)
+@state_workdir_option("build")
 @executor_options
 def decon_index(eval_sets, out, ngram, fields, min_words, workdir, executor):
     """Build a decontamination index from evaluation JSONL files (.jsonl, .gz, .zst).

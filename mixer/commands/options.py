@@ -82,6 +82,17 @@ def set_option(help: str, metavar: str = "KEY=VALUE"):
     return deco
 
 
+def state_workdir_option(what: str):
+    """`--workdir` of a command that writes one file (`--out`): where its state/ goes."""
+    return click.option(
+        "--workdir",
+        default=None,
+        type=click.Path(file_okay=False),
+        help=f"Workdir whose state/ records the {what} (up-to-date checks, the lock); "
+        "default: the folder of --out.",
+    )
+
+
 def executor_options(f):
     """Adds --executor and --ray-address; the command receives `executor` (an Executor object
     built with its --workers, when it has one)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mixer.commands.options import executor_options, workers_option
+from mixer.commands.options import executor_options, state_workdir_option, workers_option
 
 
 @click.command("tokenize")
@@ -174,13 +174,7 @@ def verify_tokens_cmd(tokens_dir, mix_dir, tokenizer_path, samples, seed, quiet)
     help="Comma-separated special tokens; they take ids 0, 1, ... in this order.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the document sample.")
-@click.option(
-    "--workdir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Workdir whose state/ records the training (up-to-date checks, the lock); "
-    "default: the folder of --out.",
-)
+@state_workdir_option("training")
 @executor_options
 def train_tokenizer_cmd(
     inputs, out_path, vocab_size, max_docs, max_bytes, min_frequency, special_tokens, seed,
