@@ -333,29 +333,14 @@ def _single(column) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
 
 
-def _arrow_block(
-    data: bytes,
-    start: int,
-    stop: int,
-    first: int,
-    forced: str | None,
-    fallback: str,
-    reader: _BlockReader,
-) -> tuple[pa.Table, np.ndarray] | None:
-    """The lines `data[start:stop]` (separated by newlines) parsed by Arrow's JSON reader into
-    a PIECE_SCHEMA table (and the text bytes before each row, n + 1 values), or None: then
-    every line of the block takes the per-line path, so what is kept or quarantined never
-    depends on this reader.
-
-    It returns a table only when every line is a JSON object whose keys are the Dolma fields,
-    with string (or null) id/text/source/added/created, a non-blank id, a text, valid UTF-8, no
-    repeated key, and the metadata value (if any) the last key. Then the rows are exactly what
-    the per-line path makes of these lines: the metadata value is found from the end of the
-    line (a match of `"metadata":` after a comma is a key, and only the object's last key
-    leaves a valid JSON value before the final brace), written by orjson as the per-line path
-    writes it, and blanked out (spaces) in a copy of the block; Arrow parses the rest without
-    making Python objects, and refuses any other key, type, repeated key or bad escape."""
-    key = reader.meta_key
+def _cut_metadata_by_line(
+    data: bytes, start: int, stop: int, key: bytes
+) -> tuple[bytearray, list] | None:
+    """The lines `data[start:stop]` with each one's metadata value blanked out (spaces), and
+    per line that value's JSON text as orjson writes it (None: no metadata, or null); None
+    when a line is not a JSON object or its metadata can't be cut off this way. A match of
+    `"metadata":` after a comma is a key, and only the object's last key leaves a valid JSON
+    value before the final brace: matches are tried from the end of the line."""
     klen = len(key)
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     space = _JSON_SPACE
@@ -416,6 +401,96 @@ def _arrow_block(
         except TypeError:
             return None
         metas = [None if k < 0 or values[k] is None else slices[k] for k in where]
+    return buf, metas
+
+
+def _cut_metadata_at_once(
+    data: bytes, start: int, stop: int, key: bytes
+) -> tuple[bytearray, list] | None:
+    """What `_cut_metadata_by_line` gives, for the usual piece, with the checks done by numpy
+    over all lines and one orjson call parsing every metadata value: each line starts with `{`
+    and ends with `}`, its last key match follows a comma, and every value's text is exactly
+    what orjson writes for it (so each one is valid JSON on its own, and the values line up
+    with the lines). None for anything else: the caller then goes line by line."""
+    klen = len(key)
+    find, rfind = data.find, data.rfind
+    ends: list = []  # each line's end (its newline, or stop)
+    keys: list = []  # each line's last key match, or -1
+    s = start
+    while True:  # memchr and memrchr in C: cheaper than numpy over lines of kilobytes
+        e = find(b"\n", s, stop)
+        if e < 0:
+            e = stop
+        ends.append(e)
+        keys.append(rfind(key, s, e))
+        if e >= stop:
+            break
+        s = e + 1
+    a = np.frombuffer(data, np.uint8)
+    ends_a = np.array(ends, np.int64)
+    starts = np.concatenate(([start], ends_a[:-1] + 1))
+    if (ends_a <= starts).any() or (a[starts] != 123).any() or (a[ends_a - 1] != 125).any():
+        return None  # an empty line, or one that isn't {...} with nothing around it
+    keys_a = np.array(keys, np.int64)
+    lines = np.flatnonzero(keys_a >= 0)
+    at = keys_a[lines]
+    if (a[at - 1] != 44).any():  # `,"metadata":` with nothing between: else line by line
+        return None
+    brace = ends_a[lines] - 1
+    lo, hi = (at + klen).tolist(), brace.tolist()  # each value's text: the key to the brace
+    slices = [data[i:j] for i, j in zip(lo, hi, strict=True)]
+    metas: list = [None] * len(ends)
+    if slices:
+        joined = b"[" + b",".join(slices) + b"]"
+        try:
+            values = orjson.loads(joined)
+            if len(values) != len(slices):
+                return None
+            if not all(map(bytes.__eq__, map(orjson.dumps, values), slices)):
+                return None
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limits
+            return None
+        for k, text, value in zip(lines.tolist(), slices, values, strict=True):
+            if value is not None:
+                metas[k] = text
+    buf = bytearray(memoryview(data)[start:stop])
+    blank = _SPACES
+    commas, braces = (at - 1 - start).tolist(), (brace - start).tolist()  # in the copy
+    for i, j in zip(commas, braces, strict=True):  # blank from the comma to the brace
+        if j - i > len(blank):
+            return None
+        buf[i:j] = blank[: j - i]
+    return buf, metas
+
+
+def _arrow_block(
+    data: bytes,
+    start: int,
+    stop: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+    reader: _BlockReader,
+) -> tuple[pa.Table, np.ndarray] | None:
+    """The lines `data[start:stop]` (separated by newlines) parsed by Arrow's JSON reader into
+    a PIECE_SCHEMA table (and the text bytes before each row, n + 1 values), or None: then
+    every line of the block takes the per-line path, so what is kept or quarantined never
+    depends on this reader.
+
+    It returns a table only when every line is a JSON object whose keys are the Dolma fields,
+    with string (or null) id/text/source/added/created, a non-blank id, a text, valid UTF-8, no
+    repeated key, and the metadata value (if any) the last key. Then the rows are exactly what
+    the per-line path makes of these lines: the metadata value is found from the end of the
+    line (a match of `"metadata":` after a comma is a key, and only the object's last key
+    leaves a valid JSON value before the final brace), written by orjson as the per-line path
+    writes it, and blanked out (spaces) in a copy of the block; Arrow parses the rest without
+    making Python objects, and refuses any other key, type, repeated key or bad escape."""
+    cut = _cut_metadata_at_once(data, start, stop, reader.meta_key)
+    if cut is None:  # anything unusual: line by line
+        cut = _cut_metadata_by_line(data, start, stop, reader.meta_key)
+        if cut is None:
+            return None
+    buf, metas = cut
     try:
         table = pajson.read_json(
             pa.BufferReader(pa.py_buffer(buf)),
@@ -424,7 +499,7 @@ def _arrow_block(
         )
     except pa.ArrowException:
         return None
-    n = len(where)
+    n = len(metas)
     if table.num_rows != n:  # a line held two values
         return None
     doc_ids, texts, sources, added, created = (_single(c) for c in table.columns)

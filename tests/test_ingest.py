@@ -512,3 +512,51 @@ def test_lines_arrow_must_not_read_go_line_by_line(line: bytes):
     reader = ing._block_reader(FieldMap())
     block = b'{"id": "ok", "text": "fine"}\n' + line
     assert ing._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
+
+
+_META_PIECES = {
+    "compact": (
+        [
+            '{"id":"a","text":"x","metadata":{"k":[1,"é"]}}'.encode(),
+            b'{"id":"b","text":"y"}',
+            b'{"id":"c","text":"z","metadata":null}',
+        ],
+        True,
+    ),  # fmt: skip
+    "values that parse together but not one by one": (
+        [b'{"id":"a","metadata":[1}', b'{"id":"b","metadata":2]}', b'{"id":"c","metadata":3,4}'],
+        False,
+    ),
+    "spaces around the key": ([b'{"id": "a", "text": "x", "metadata": {"k": 1}}'], False),
+    "the key inside the value": ([b'{"id":"a","metadata":{"metadata":1}}'], False),
+    "the key after a comma inside the value": (
+        [b'{"id":"a","metadata":{"x":1,"metadata":2}}'],
+        False,
+    ),
+    "not as orjson writes it": ([b'{"id":"a","metadata":{"k":1.0e0}}'], False),
+    "deeper than orjson writes": (
+        [b'{"id":"a","metadata":' + b"[" * 300 + b"]" * 300 + b"}"],
+        False,
+    ),
+    "a space after the brace": ([b'{"id":"a","metadata":{"k":1}} '], False),
+    "an empty line": ([b'{"id":"a","metadata":1}', b""], False),
+}
+
+
+@pytest.mark.parametrize("name", list(_META_PIECES))
+def test_metadata_cut_at_once_is_the_line_by_line_cut_or_declines(name):
+    """The vectorised metadata cut gives exactly what the line-by-line one gives, or declines
+    (then the line-by-line cut runs); it takes the usual compact piece."""
+    import mixer.ingest as ing
+
+    lines, taken = _META_PIECES[name]
+    data = b"\n".join(lines)
+    key = b'"metadata":'
+    fast = ing._cut_metadata_at_once(data, 0, len(data), key)
+    slow = ing._cut_metadata_by_line(data, 0, len(data), key)
+    assert (fast is not None) == taken
+    if fast is not None:
+        assert slow is not None and fast[1] == slow[1] and bytes(fast[0]) == bytes(slow[0])
+    if name == "compact":
+        assert fast[1] == ['{"k":[1,"é"]}'.encode(), None, None]
+        assert bytes(fast[0]).count(b"metadata") == 0
