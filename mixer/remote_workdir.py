@@ -194,11 +194,8 @@ class RemoteWorkdir:
     @contextlib.contextmanager
     def _locked(self):
         """The node's lock on the mirror and its index (other processes wait)."""
-        d = self.mirror / SYNC_DIR
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / "lock", "a+") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            db = sqlite3.connect(d / "index.sqlite", timeout=600)
+        with _node_lock(self.mirror / SYNC_DIR / "lock"):
+            db = sqlite3.connect(self.mirror / SYNC_DIR / "index.sqlite", timeout=600)
             try:
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS files "
@@ -208,7 +205,6 @@ class RemoteWorkdir:
                 db.commit()
             finally:
                 db.close()
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     @staticmethod
     def _index(db) -> dict[str, tuple[int, int, str]]:
@@ -359,16 +355,20 @@ class RemoteWorkdir:
         tmp.write_text(gen)
         os.replace(tmp, d / "generation")
 
-    @contextlib.contextmanager
     def _node_gate(self):
-        d = self.mirror / SYNC_DIR
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / "gate", "a+") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return _node_lock(self.mirror / SYNC_DIR / "gate")
+
+
+@contextlib.contextmanager
+def _node_lock(path: Path):
+    """An fcntl lock on `path` held by one process of this node at a time (others wait)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _skipped(rel: str) -> bool:

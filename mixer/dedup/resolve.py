@@ -308,6 +308,43 @@ class _ResolveStage(_DedupStage):
         return [f"{prefix}{i:04d}" for i in range(n)]
 
 
+class _RoutedStage(_ResolveStage):
+    """A resolution step whose tasks each read a slice of every file of `sources()` and route
+    their rows to `<out_dir>/<prefix>NNNN`: task i gets args {prefix: i}."""
+
+    prefix = "r"  # the task argument and key prefix
+    ids = False  # the routed files carry document ids too
+
+    def out_dir(self) -> str:
+        raise NotImplementedError
+
+    def n_tasks(self) -> int:
+        return self.R
+
+    def fingerprint_files(self) -> list[Path]:
+        return self.sources()
+
+    def fingerprint_extra(self) -> dict:
+        return {"partitions": self.R}
+
+    def input_fingerprint(self) -> Any:
+        files = (f"{s}.rows.npy" for s in self.fingerprint_files())
+        return {"inputs": tree_fingerprint(*files), **self.fingerprint_extra()}
+
+    def task_outputs(self, key: str) -> tuple:
+        return route_outputs(self.state / self.out_dir() / key, ids=self.ids)
+
+    def outputs(self) -> list[Path]:
+        keys = self.parts_keys(self.n_tasks(), self.prefix)
+        return [p for k in keys for p in self.task_outputs(k)]
+
+    def tasks(self) -> list[Task]:
+        fp = self.inputs_digest()  # once: every task reads a slice of every input
+        keys = self.parts_keys(self.n_tasks(), self.prefix)
+        return [Task(key=k, args={self.prefix: i}, fingerprint=fp, outputs=self.task_outputs(k))
+                for i, k in enumerate(keys)]  # fmt: skip
+
+
 def round_name(r: int) -> str:
     return "dedup.components" if r == 1 else f"dedup.components.r{r:03d}"
 
@@ -391,7 +428,7 @@ class GraphStage(_ResolveStage):
                 "rows": sum(r["rows"] for r in results)}  # fmt: skip
 
 
-class ComponentsStage(_ResolveStage):
+class ComponentsStage(_RoutedStage):
     """One round of connected components; `next_stage` decides whether another follows."""
 
     def __init__(self, workdir, settings: dict, round: int = 1, zeros: int = 0):
@@ -405,21 +442,11 @@ class ComponentsStage(_ResolveStage):
             return self.stems("graph", [k for k, _ in self.graph_sources()], ".cc")
         return self.stems(self.round_dir(self.round - 1), self.parts_keys(self.R, "r"))
 
-    def input_fingerprint(self) -> Any:
-        return {"inputs": tree_fingerprint(*(f"{s}.rows.npy" for s in self.sources())),
-                "round": self.round, "partitions": self.R}  # fmt: skip
+    def out_dir(self) -> str:
+        return self.round_dir(self.round)
 
-    def outputs(self) -> list[Path]:
-        return [p for s in self.stems(self.round_dir(self.round), self.parts_keys(self.R, "r"))
-                for p in route_outputs(s)]  # fmt: skip
-
-    def tasks(self) -> list[Task]:
-        out = self.state / self.round_dir(self.round)
-        return [
-            Task(key=k, args={"r": r}, fingerprint=self.inputs_digest(),
-                 outputs=route_outputs(out / k))
-            for r, k in enumerate(self.parts_keys(self.R, "r"))
-        ]  # fmt: skip
+    def fingerprint_extra(self) -> dict:
+        return {"round": self.round, "partitions": self.R}
 
     def run_task(self, task: Task) -> dict:
         r = task.args["r"]
@@ -449,26 +476,19 @@ class ComponentsStage(_ResolveStage):
         return ComponentsStage(self.workdir, self.config, self.round + 1, result["zeros"])
 
 
-class LabelsStage(_ResolveStage):
+class LabelsStage(_RoutedStage):
     name = "dedup.labels"
 
     def sources(self) -> tuple[list[Path], list[Path]]:
         stars = self.stems(self.round_dir(self.final_round()), self.parts_keys(self.R, "r"))
         return stars, self.stems("graph", [k for k, _ in self.graph_sources()], ".orig")
 
-    def input_fingerprint(self) -> Any:
+    def fingerprint_files(self) -> list[Path]:
         stars, orig = self.sources()
-        return {"inputs": tree_fingerprint(*(f"{s}.rows.npy" for s in stars + orig)),
-                "partitions": self.R}  # fmt: skip
+        return stars + orig
 
-    def outputs(self) -> list[Path]:
-        return [p for s in self.stems("labels", self.parts_keys(self.R, "r"))
-                for p in route_outputs(s)]  # fmt: skip
-
-    def tasks(self) -> list[Task]:
-        fp = self.inputs_digest()
-        return [Task(key=k, args={"r": r}, fingerprint=fp, outputs=route_outputs(self.state / "labels" / k))
-                for r, k in enumerate(self.parts_keys(self.R, "r"))]  # fmt: skip
+    def out_dir(self) -> str:
+        return "labels"
 
     def run_task(self, task: Task) -> dict:
         r = task.args["r"]
@@ -487,24 +507,16 @@ class LabelsStage(_ResolveStage):
         return {"components": sum(r["components"] for r in results)}
 
 
-class ResolveStage(_ResolveStage):
+class ResolveStage(_RoutedStage):
     name = "dedup.resolve"
 
     def sources(self) -> list[Path]:
         return self.stems("labels", self.parts_keys(self.R, "r"))
 
-    def input_fingerprint(self) -> Any:
-        return {"inputs": tree_fingerprint(*(f"{s}.rows.npy" for s in self.sources())),
-                "partitions": self.R}  # fmt: skip
+    prefix = "c"
 
-    def outputs(self) -> list[Path]:
-        return [p for s in self.stems("resolve", self.parts_keys(self.R, "c"))
-                for p in route_outputs(s)]  # fmt: skip
-
-    def tasks(self) -> list[Task]:
-        fp = self.inputs_digest()
-        return [Task(key=k, args={"c": c}, fingerprint=fp, outputs=route_outputs(self.state / "resolve" / k))
-                for c, k in enumerate(self.parts_keys(self.R, "c"))]  # fmt: skip
+    def out_dir(self) -> str:
+        return "resolve"
 
     def run_task(self, task: Task) -> dict:
         c = task.args["c"]
@@ -591,25 +603,23 @@ def greedy(nodes: np.ndarray, order: np.ndarray, e: np.ndarray) -> tuple[np.ndar
     return nodes[order[removed_r]], nodes[order[kept_for[removed_r]]]
 
 
-class ClustersStage(_ResolveStage):
+class ClustersStage(_RoutedStage):
     name = "dedup.clusters"
 
     def sources(self) -> list[Path]:
         return self.stems("resolve", self.parts_keys(self.R, "c"))
 
-    def input_fingerprint(self) -> Any:
-        return {"inputs": tree_fingerprint(*(f"{s}.rows.npy" for s in self.sources())),
-                "write_groups": self.W}  # fmt: skip
+    prefix = "w"
+    ids = True
 
-    def outputs(self) -> list[Path]:
-        return [p for s in self.stems("clusters", self.parts_keys(self.W, "w"))
-                for p in route_outputs(s, ids=True)]  # fmt: skip
+    def out_dir(self) -> str:
+        return "clusters"
 
-    def tasks(self) -> list[Task]:
-        fp = self.inputs_digest()
-        return [Task(key=k, args={"w": w}, fingerprint=fp,
-                     outputs=route_outputs(self.state / "clusters" / k, ids=True))
-                for w, k in enumerate(self.parts_keys(self.W, "w"))]  # fmt: skip
+    def n_tasks(self) -> int:
+        return self.W
+
+    def fingerprint_extra(self) -> dict:
+        return {"write_groups": self.W}
 
     def run_task(self, task: Task) -> dict:
         w = task.args["w"]
