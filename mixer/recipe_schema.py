@@ -69,10 +69,29 @@ DTYPES = ("auto", "uint16", "uint32")
 MAX_SEED = 2**63 - 1  # seeds go into int64 columns and numpy generators
 FASTTEXT_LOSSES = ("softmax", "hs", "ns", "ova")
 
+_SIZE_UNITS = (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1))
+
+
+def parse_size(value) -> int | None:
+    """Bytes from a positive integer or a string like 2GB, 512MB, 1.5GiB; None otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    text = str(value).strip().upper().replace("IB", "B")
+    for unit, mult in _SIZE_UNITS:
+        if text.endswith(unit):
+            try:
+                number = float(text[: -len(unit)]) * mult
+            except ValueError:
+                return None
+            return int(number) if math.isfinite(number) and number >= 1 else None
+    return None
+
+
 # The type and range of every value a section may give (None always means "the default").
 # ("int", lo): an integer >= lo; ("number", lo, hi, lo_open): a finite number in range;
 # "fraction": a number in [0, 1]; "seed": an integer in [0, 2**63 - 1]; "bool"; "str";
-# ("choice", values); "strings": a list of strings (or one string).
+# ("choice", values); "strings": a list of strings (or one string); "size": bytes, as a positive
+# integer or a string like 2GB or 512MB.
 SECTION_TYPES: dict[str, dict[str, Any]] = {
     "dedup": {
         "exact": "bool",
@@ -90,7 +109,8 @@ SECTION_TYPES: dict[str, dict[str, Any]] = {
         "exact_field": "str",
         "keep_rule": "str",
         "scheme": "str",
-        "memory_limit": "str",
+        "memory_limit": "size",
+        "task_bytes": ("int", 1),
         "sources": "strings",
     },
     "decon": {
@@ -408,6 +428,10 @@ class _Checker:
             return self.string_list(value, keys, allow_scalar=True)
         if kind == "seed":
             return self.seed(value, keys)
+        if kind == "size":
+            if isinstance(value, bool) or parse_size(value) is None:
+                raise self.err(keys, f"expected a size like 2GB or 512MB, got {value!r}")
+            return value
         if kind == "fraction":
             kind = ("number", 0.0, 1.0, False)
         if kind[0] == "int":

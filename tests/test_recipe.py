@@ -311,6 +311,18 @@ TYPED = [
     ),
     (
         "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  memory_limit: lots",
+        "dedup.memory_limit: expected a size like 2GB or 512MB",
+        "memory_limit",
+    ),
+    (
+        "dedup: {sources: [web]}",
+        "dedup:\n  sources: [web]\n  task_bytes: -3",
+        "dedup.task_bytes: must be >= 1",
+        "task_bytes",
+    ),
+    (
+        "dedup: {sources: [web]}",
         "dedup: {sources: [web]}\ntokenize:\n  max_tokens_per_part: abc",
         "tokenize.max_tokens_per_part: expected an integer",
         "max_tokens_per_part",

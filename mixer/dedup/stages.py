@@ -60,6 +60,7 @@ from mixer.io import (
     read_json,
     write_json_atomic,
 )
+from mixer.recipe_schema import parse_size
 from mixer.schema import (
     attributes_dir,
     documents_dir,
@@ -101,22 +102,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _parse_bytes(value) -> int:
-    if isinstance(value, int):
-        return value
-    s = str(value).strip().upper().replace("IB", "B")
-    for unit, mult in (
-        ("TB", 1 << 40),
-        ("GB", 1 << 30),
-        ("MB", 1 << 20),
-        ("KB", 1 << 10),
-        ("B", 1),
-    ):
-        if s.endswith(unit):
-            try:
-                return int(float(s[: -len(unit)]) * mult)
-            except ValueError:
-                break
-    raise MixerError(f"dedup: memory_limit {value!r} is not a size like 2GB or 512MB")
+    size = parse_size(value)
+    if size is None:
+        raise MixerError(f"dedup: memory_limit {value!r} is not a size like 2GB or 512MB")
+    return size
 
 
 def resolve_settings(settings: dict) -> dict:
