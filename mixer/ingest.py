@@ -480,11 +480,10 @@ def _arrow_block(
     It returns a table only when every line is a JSON object whose keys are the Dolma fields,
     with string (or null) id/text/source/added/created, a non-blank id, a text, valid UTF-8, no
     repeated key, and the metadata value (if any) the last key. Then the rows are exactly what
-    the per-line path makes of these lines: the metadata value is found from the end of the
-    line (a match of `"metadata":` after a comma is a key, and only the object's last key
-    leaves a valid JSON value before the final brace), written by orjson as the per-line path
-    writes it, and blanked out (spaces) in a copy of the block; Arrow parses the rest without
-    making Python objects, and refuses any other key, type, repeated key or bad escape."""
+    the per-line path makes of these lines: the metadata values are cut off first (written as
+    orjson writes them, blanked out in a copy of the block: `_cut_metadata_at_once`, else
+    `_cut_metadata_by_line`); Arrow parses the rest without making Python objects, and refuses
+    any other key, type, repeated key or bad escape."""
     cut = _cut_metadata_at_once(data, start, stop, reader.meta_key)
     if cut is None:  # anything unusual: line by line
         cut = _cut_metadata_by_line(data, start, stop, reader.meta_key)
