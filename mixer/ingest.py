@@ -30,7 +30,7 @@ import dataclasses
 import errno
 import functools
 import gc
-import hashlib
+import itertools
 import json
 import os
 import time
@@ -47,6 +47,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from mixer.errors import MixerError
+from mixer.hashing import id_hashes128, utf8_spans
 from mixer.inputs import item_key, resolve_each, resolve_inputs  # noqa: F401 (decon_index)
 from mixer.io import (
     StreamError,
@@ -220,9 +221,16 @@ def parse_record(
 def _utf8(encoded: list[bytes], valid: np.ndarray | None = None) -> pa.Array:
     """A string array straight from UTF-8 bytes: offsets by numpy, data by one join (no
     per-value conversion in Arrow, and no pandas import on the first call of `pa.array`)."""
-    n = len(encoded)
+    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    return _utf8_lengths(lengths, b"".join(encoded), valid)
+
+
+def _utf8_lengths(lengths: np.ndarray, data: bytes, valid: np.ndarray | None = None) -> pa.Array:
+    """A string array of the values `data` holds one after another, with these byte lengths
+    (0 where `valid` is False: those are null)."""
+    n = len(lengths)
     offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), np.int64, n), out=offsets[1:])
+    np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] > MAX_ARRAY_BYTES:
         raise OverflowError("string column too large for one array")
     bitmap, nulls = None, 0
@@ -232,7 +240,7 @@ def _utf8(encoded: list[bytes], valid: np.ndarray | None = None) -> pa.Array:
     return pa.Array.from_buffers(
         pa.string(),
         n,
-        [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))],
+        [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)],
         null_count=nulls,
     )
 
@@ -255,23 +263,10 @@ def _repeat(value: str, n: int, limit: int | None = None) -> pa.Array:
     )
 
 
-def _id_hashes(ids) -> np.ndarray:
-    """128-bit BLAKE2b of each id (a string Array or ChunkedArray), as (n, 2) uint64: what
-    duplicate counting compares. The ids' UTF-8 bytes are hashed straight from Arrow's buffers."""
-    digest = hashlib.blake2b
-    out = []
-    for arr in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
-        n = len(arr)
-        if n == 0:
-            continue
-        _, offsets, data = arr.buffers()
-        off = np.frombuffer(offsets, np.int32, n + 1, arr.offset * 4).tolist()
-        view = memoryview(data) if data is not None else memoryview(b"")
-        out += [
-            digest(view[a:b], digest_size=16).digest()
-            for a, b in zip(off[:-1], off[1:], strict=True)
-        ]
-    return np.frombuffer(b"".join(out), dtype="<u8").reshape(-1, 2)
+def _bools(mask: np.ndarray) -> pa.Array:
+    """A boolean array of a numpy mask (pa.array would import pandas in a worker)."""
+    bits = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, bits])
 
 
 def _rows_piece(rows: list[tuple]) -> pa.Table:
@@ -313,6 +308,8 @@ class _BlockReader:
     schema: pa.Schema
     options: pajson.ParseOptions
     meta_key: bytes  # b'"metadata":'
+    # what Arrow reads: each piece copied here, metadata blanked (reused from piece to piece)
+    scratch: bytearray = field(default_factory=bytearray, compare=False, repr=False)
 
 
 def _block_reader(fields: FieldMap) -> _BlockReader | None:
@@ -333,19 +330,31 @@ def _single(column) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
 
 
+def _copy_into(scratch: bytearray, data: bytes, start: int, stop: int) -> memoryview:
+    """`data[start:stop]` copied to the start of `scratch`, as a writable view. The scratch
+    buffer is grown when short and reused from piece to piece: no fresh pages per piece."""
+    n = stop - start
+    if len(scratch) < n:
+        scratch.extend(bytes(n - len(scratch)))
+    view = memoryview(scratch)[:n]
+    view[:] = memoryview(data)[start:stop]
+    return view
+
+
 def _cut_metadata_by_line(
-    data: bytes, start: int, stop: int, key: bytes
-) -> tuple[bytearray, list] | None:
-    """The lines `data[start:stop]` with each one's metadata value blanked out (spaces), and
-    per line that value's JSON text as orjson writes it (None: no metadata, or null); None
-    when a line is not a JSON object or its metadata can't be cut off this way. A match of
+    data: bytes, start: int, stop: int, key: bytes, scratch: bytearray
+) -> tuple[memoryview, pa.Array] | None:
+    """The lines `data[start:stop]` with each one's metadata value blanked out (spaces), copied
+    into `scratch`, and the metadata column: per line that value's JSON text as orjson writes
+    it (null: no metadata, or null); None when a line is not a JSON object or its metadata
+    can't be cut off this way. A match of
     `"metadata":` after a comma is a key, and only the object's last key leaves a valid JSON
     value before the final brace: matches are tried from the end of the line."""
     klen = len(key)
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     space = _JSON_SPACE
     blank = _SPACES
-    buf = bytearray(memoryview(data)[start:stop])  # the copy Arrow reads, metadata blanked
+    buf = _copy_into(scratch, data, start, stop)  # what Arrow reads, metadata blanked
     values: list = []  # the metadata values, parsed
     slices: list = []  # their text in the line
     where: list = []  # per line: its index in values, or -1 (no metadata key)
@@ -401,12 +410,12 @@ def _cut_metadata_by_line(
         except TypeError:
             return None
         metas = [None if k < 0 or values[k] is None else slices[k] for k in where]
-    return buf, metas
+    return buf, _utf8_or_null(metas)
 
 
 def _cut_metadata_at_once(
-    data: bytes, start: int, stop: int, key: bytes
-) -> tuple[bytearray, list] | None:
+    data: bytes, start: int, stop: int, key: bytes, scratch: bytearray
+) -> tuple[memoryview, pa.Array] | None:
     """What `_cut_metadata_by_line` gives, for the usual piece, with the checks done by numpy
     over all lines and one orjson call parsing every metadata value: each line starts with `{`
     and ends with `}`, its last key match follows a comma, and every value's text is exactly
@@ -439,7 +448,9 @@ def _cut_metadata_at_once(
     brace = ends_a[lines] - 1
     lo, hi = (at + klen).tolist(), brace.tolist()  # each value's text: the key to the brace
     slices = [data[i:j] for i, j in zip(lo, hi, strict=True)]
-    metas: list = [None] * len(ends)
+    lengths = np.zeros(len(ends), np.int64)  # per line: its metadata text's length, or 0
+    valid = np.zeros(len(ends), bool)  # per line: a metadata value that isn't null
+    text = b""
     if slices:
         joined = b"[" + b",".join(slices) + b"]"
         try:
@@ -450,17 +461,18 @@ def _cut_metadata_at_once(
                 return None
         except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limits
             return None
-        for k, text, value in zip(lines.tolist(), slices, values, strict=True):
-            if value is not None:
-                metas[k] = text
-    buf = bytearray(memoryview(data)[start:stop])
+        present = np.fromiter((v is not None for v in values), bool, len(values))
+        valid[lines[present]] = True
+        lengths[lines[present]] = (brace - at - klen)[present]
+        text = b"".join(itertools.compress(slices, present))
+    buf = _copy_into(scratch, data, start, stop)
     blank = _SPACES
     commas, braces = (at - 1 - start).tolist(), (brace - start).tolist()  # in the copy
     for i, j in zip(commas, braces, strict=True):  # blank from the comma to the brace
         if j - i > len(blank):
             return None
         buf[i:j] = blank[: j - i]
-    return buf, metas
+    return buf, _utf8_lengths(lengths, text, valid)
 
 
 def _arrow_block(
@@ -484,13 +496,13 @@ def _arrow_block(
     orjson writes them, blanked out in a copy of the block: `_cut_metadata_at_once`, else
     `_cut_metadata_by_line`); Arrow parses the rest without making Python objects, and refuses
     any other key, type, repeated key or bad escape."""
-    cut = _cut_metadata_at_once(data, start, stop, reader.meta_key)
+    cut = _cut_metadata_at_once(data, start, stop, reader.meta_key, reader.scratch)
     if cut is None:  # anything unusual: line by line
-        cut = _cut_metadata_by_line(data, start, stop, reader.meta_key)
+        cut = _cut_metadata_by_line(data, start, stop, reader.meta_key, reader.scratch)
         if cut is None:
             return None
     buf, metas = cut
-    try:
+    try:  # Arrow's columns are its own copies: the scratch buffer is free for the next piece
         table = pajson.read_json(
             pa.BufferReader(pa.py_buffer(buf)),
             read_options=pajson.ReadOptions(use_threads=False, block_size=len(buf) + 1),
@@ -521,9 +533,9 @@ def _arrow_block(
         sources = _repeat(forced, n)
     elif sources.null_count == n:
         sources = _repeat(fallback, n)
-    else:  # `source or fallback`: null and "" take the fallback
-        given = pc.fill_null(pc.greater(pc.binary_length(sources), 0), False)
-        sources = pc.if_else(given, sources, pa.scalar(fallback, pa.string()))
+    else:  # `source or fallback`: null and "" (both of length 0 here) take the fallback
+        given = utf8_spans(sources)[2] > 0
+        sources = pc.if_else(_bools(given), sources, _repeat(fallback, n))
     toff = np.frombuffer(texts.buffers()[1], np.int32, n + 1, texts.offset * 4)
     line_numbers = np.arange(first, first + n, dtype=np.int64)
     arrays = [
@@ -532,7 +544,7 @@ def _arrow_block(
         sources,
         added,
         created,
-        _utf8_or_null(metas),
+        metas,
         pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(line_numbers)]),
     ]
     return pa.Table.from_arrays(arrays, schema=PIECE_SCHEMA), (toff - toff[0]).astype(np.int64)
@@ -631,7 +643,7 @@ class _ShardOutput:
         names = sources.dictionary.to_pylist()
         codes = np.frombuffer(sources.indices.buffers()[1], np.int32, n, sources.indices.offset * 4)
         order = np.argsort(codes, kind="stable")
-        piece = piece.take(pa.array(order))
+        piece = piece.take(pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(order)]))
         ends = np.cumsum(np.bincount(codes, minlength=len(names)))
         start = 0
         for name, end in zip(names, ends.tolist(), strict=True):
@@ -681,7 +693,7 @@ class _ShardOutput:
                 ],
                 schema=DOCUMENT_SCHEMA,
             )
-            self._submit(source, table, _id_hashes(table.column("id")), table.nbytes)
+            self._submit(source, table, id_hashes128(table.column("id")), table.nbytes)
 
     def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
         self.count[source] += table.num_rows

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mixer.errors import MixerError
-from mixer.hashing import mix64
+from mixer.hashing import seeded_hash
 from mixer.io import (
     atomic_path,
     clean_temporaries,
@@ -305,40 +304,6 @@ def _outside_heldout(recipe: Recipe, ids: pa.ChunkedArray) -> np.ndarray | None:
     from mixer.ablate.heldout import heldout_mask
 
     return np.flatnonzero(~heldout_mask(ids, int(recipe.mix.get("heldout_seed") or 0), fraction))
-
-
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def seeded_hash(ids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
-    """A 64-bit hash of each id's UTF-8 bytes under `seed` (FNV-1a, then splitmix64), vectorised.
-
-    Defined here, not by a library version, so a selection is the same on every machine; it
-    depends on the id alone, so it is the same whatever the order or split of the rows.
-    """
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
-    ids = pc.fill_null(ids.cast(pa.large_string()), "")
-    n = len(ids)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint64)
-    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + n + 1]
-    data_buf = ids.buffers()[2]
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    )
-    lengths = np.diff(offsets)
-    order = np.argsort(-lengths, kind="stable")  # longest first: the rows still going are a prefix
-    starts, lens = offsets[:-1][order], lengths[order]
-    with np.errstate(over="ignore"):
-        h = np.full(n, _FNV_OFFSET ^ mix64(np.array([seed], dtype=np.uint64))[0], dtype=np.uint64)
-        for pos in range(int(lens[0]) if n else 0):
-            k = int(np.searchsorted(-lens, -pos, side="left"))  # rows with length > pos
-            h[:k] = (h[:k] ^ data[starts[:k] + pos].astype(np.uint64)) * _FNV_PRIME
-        out = np.empty(n, dtype=np.uint64)
-        out[order] = mix64(h)
-    return out
 
 
 def _workers(recipe: Recipe, n_tasks: int) -> int:

@@ -315,7 +315,7 @@ def test_cli_mix(setup):
 
 
 def test_seeded_hash_depends_on_id_and_seed_only():
-    from mixer.mix import seeded_hash
+    from mixer.hashing import seeded_hash
 
     ids = pa.array(["a", "bb", "", "ccc", "a", "é"])
     h = seeded_hash(ids, 1)

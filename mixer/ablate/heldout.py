@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from mixer.hashing import mix64
+from mixer.hashing import mix64, seeded_hash
 
 # Decorrelates the held-out hash from the mix's own selection hash (seeded_hash(id, recipe
 # seed)) when the two seeds happen to be equal.
@@ -22,8 +22,6 @@ _SALT = np.uint64(0x68656C646F7574)  # "heldout"
 
 def heldout_hash(ids: pa.Array | pa.ChunkedArray | list, seed: int) -> np.ndarray:
     """uint64 hash of each id (its UTF-8 string) under `seed`."""
-    from mixer.mix import seeded_hash  # mixer.mix imports this module lazily: no cycle
-
     if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
         ids = pa.array(ids, type=pa.string())
     with np.errstate(over="ignore"):
