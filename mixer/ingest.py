@@ -263,6 +263,16 @@ def _repeat(value: str, n: int, limit: int | None = None) -> pa.Array:
     )
 
 
+def _text_bytes(table: pa.Table) -> int:
+    """The UTF-8 bytes of a table's text column, from its offsets."""
+    total = 0
+    for chunk in table.column("text").chunks:
+        if len(chunk):
+            off = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+            total += int(off[-1] - off[0])
+    return total
+
+
 def _bools(mask: np.ndarray) -> pa.Array:
     """A boolean array of a numpy mask (pa.array would import pandas in a worker)."""
     bits = pa.py_buffer(np.packbits(mask, bitorder="little"))
@@ -425,13 +435,14 @@ def _cut_metadata_at_once(
     find, rfind = data.find, data.rfind
     ends: list = []  # each line's end (its newline, or stop)
     keys: list = []  # each line's last key match, or -1
+    add_end, add_key = ends.append, keys.append
     s = start
     while True:  # memchr and memrchr in C: cheaper than numpy over lines of kilobytes
         e = find(b"\n", s, stop)
         if e < 0:
             e = stop
-        ends.append(e)
-        keys.append(rfind(key, s, e))
+        add_end(e)
+        add_key(rfind(key, s, e))
         if e >= stop:
             break
         s = e + 1
@@ -452,19 +463,22 @@ def _cut_metadata_at_once(
     valid = np.zeros(len(ends), bool)  # per line: a metadata value that isn't null
     text = b""
     if slices:
-        joined = b"[" + b",".join(slices) + b"]"
         try:
-            values = orjson.loads(joined)
+            values = orjson.loads(b"".join((b"[", b",".join(slices), b"]")))
             if len(values) != len(slices):
                 return None
             if not all(map(bytes.__eq__, map(orjson.dumps, values), slices)):
                 return None
         except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limits
             return None
-        present = np.fromiter((v is not None for v in values), bool, len(values))
-        valid[lines[present]] = True
-        lengths[lines[present]] = (brace - at - klen)[present]
-        text = b"".join(itertools.compress(slices, present))
+        kept, sizes = lines, brace - at - klen  # the metadata column's values
+        if values.count(None):  # "metadata": null is no metadata (but is blanked all the same)
+            present = np.fromiter((v is not None for v in values), bool, len(values))
+            kept, sizes = kept[present], sizes[present]
+            slices = list(itertools.compress(slices, present))
+        valid[kept] = True
+        lengths[kept] = sizes
+        text = b"".join(slices)
     buf = _copy_into(scratch, data, start, stop)
     blank = _SPACES
     commas, braces = (at - 1 - start).tolist(), (brace - start).tolist()  # in the copy
@@ -593,10 +607,13 @@ class _ShardOutput:
 
     Rows arrive as Arrow tables of whole blocks (`add_piece`) or one by one from the per-line
     path (appended to `rows`, turned into a table when needed); each piece is stably sorted
-    by source as it arrives and kept per source. When the buffer holds BUFFER_BYTES of text
-    or ROW_GROUP_ROWS rows (cut at that row, whatever the blocks), it is written: one row
-    group per source. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory
-    stays bounded whatever the shard size.
+    by source as it arrives and kept per source. A source's rows are written as a row group
+    when it holds ROW_GROUP_ROWS of them (cut at that row). When the buffer holds BUFFER_BYTES
+    of text in all (cut at that row, whatever the blocks), the sources holding the most are
+    written, largest first, until less than half of it is left: a source of a few documents
+    among hundreds waits for more rows (or the end) instead of becoming a row group at every
+    flush. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory stays
+    bounded whatever the shard size, and row groups never depend on how the shard was read.
     """
 
     def __init__(self, workdir: Path, index: int, src_file: str):
@@ -604,8 +621,9 @@ class _ShardOutput:
         # the per-line path appends (source, id, text, added, created, metadata, line) here
         self.rows: list[tuple] = []
         self.pieces: dict[str, list[pa.Table]] = {}  # per source, in line order
+        self.source_rows: Counter = Counter()  # rows in pieces, per source
+        self.source_bytes: Counter = Counter()  # text bytes in pieces, per source
         self.buffered = 0  # text in pieces and rows (bytes; characters for rows)
-        self.piece_rows = 0
         self.count: Counter = Counter()
         self.writers: dict[str, _PartWriter] = {}
         self.hashes: dict[str, list[np.ndarray]] = {}
@@ -615,29 +633,26 @@ class _ShardOutput:
 
     def add_piece(self, table: pa.Table, text_ends: np.ndarray) -> None:
         """Buffer a block's table; `text_ends[k]` is the text bytes of its rows before row k
-        (n + 1 values). Cut where the limits are reached, so row groups don't depend on blocks."""
+        (n + 1 values). Cut where the limit is reached, so row groups don't depend on blocks."""
         self._rows_to_piece()
         n, start = table.num_rows, 0
         while start < n:
-            room_bytes = BUFFER_BYTES - self.buffered
-            room_rows = ROW_GROUP_ROWS - self.piece_rows
-            end = int(np.searchsorted(text_ends, text_ends[start] + room_bytes, "left"))
-            end = max(start + 1, min(end, start + room_rows, n))
+            room = BUFFER_BYTES - self.buffered
+            end = int(np.searchsorted(text_ends, text_ends[start] + room, "left"))
+            end = max(start + 1, min(end, n))
             self._add(table if (start, end) == (0, n) else table.slice(start, end - start))
-            self.buffered += int(text_ends[end] - text_ends[start])
-            if self.buffered >= BUFFER_BYTES or self.piece_rows >= ROW_GROUP_ROWS:
-                self.write()
+            if self.buffered >= BUFFER_BYTES:
+                self.flush()
             start = end
 
     def _add(self, piece: pa.Table) -> None:
         """Buffer a piece per source: rows of one source as they are, else stably sorted by
         source (a gather within the piece, which is small) and sliced."""
         n = piece.num_rows
-        self.piece_rows += n
         sources = _single(piece.column("source"))  # never null
         least, most = pc.min_max(sources).as_py().values()
         if least == most:
-            self.pieces.setdefault(least, []).append(piece)
+            self._keep(least, piece)
             return
         sources = sources.dictionary_encode()
         names = sources.dictionary.to_pylist()
@@ -648,13 +663,26 @@ class _ShardOutput:
         start = 0
         for name, end in zip(names, ends.tolist(), strict=True):
             if end > start:
-                self.pieces.setdefault(name, []).append(piece.slice(start, end - start))
+                self._keep(name, piece.slice(start, end - start))
             start = end
+
+    def _keep(self, source: str, part: pa.Table) -> None:
+        """Buffer one source's rows; a full row group of them is written at once."""
+        size = _text_bytes(part)
+        self.pieces.setdefault(source, []).append(part)
+        self.source_rows[source] += part.num_rows
+        self.source_bytes[source] += size
+        self.buffered += size
+        while self.source_rows[source] >= ROW_GROUP_ROWS:
+            self._write_source(source, ROW_GROUP_ROWS)
 
     def _rows_to_piece(self, rows: list[tuple] | None = None) -> None:
         rows = self.rows if rows is None else rows
         if not rows:
             return
+        if rows is self.rows:  # their text counted in characters until now: bytes from here
+            self.rows = []
+            self.buffered = sum(self.source_bytes.values())
         try:
             piece = _rows_piece(rows)
         except OverflowError:  # over 2 GiB of text in one array: halves
@@ -667,33 +695,52 @@ class _ShardOutput:
             self._rows_to_piece(rows[half:])
         else:
             self._add(piece)
-        if rows is self.rows:
-            self.rows = []
+
+    def flush(self) -> None:
+        """The buffer is full: write the sources holding the most text (largest first, then
+        by name) until less than half of BUFFER_BYTES is left."""
+        self._rows_to_piece()
+        for source in sorted(self.pieces, key=lambda s: (-self.source_bytes[s], s)):
+            if self.buffered < BUFFER_BYTES // 2:
+                break
+            self._write_source(source)
 
     def write(self) -> None:
         """Hand everything buffered to the writer thread: one row group per source."""
         self._rows_to_piece()
-        pieces, self.pieces, self.buffered, self.piece_rows = self.pieces, {}, 0, 0
-        for source in sorted(pieces):
-            parts = pieces[source]
-            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-            if len(parts) > 1 and table.nbytes < SMALL_PART_BYTES:
-                table = table.combine_chunks()  # one page per column, not one per piece
-            n = table.num_rows
-            table = pa.Table.from_arrays(
-                [
-                    table.column("id"),
-                    table.column("text"),
-                    table.column("source"),
-                    table.column("added"),
-                    table.column("created"),
-                    table.column("metadata"),
-                    _repeat(self.src_file, n, 2**31 - 1),  # n <= ROW_GROUP_ROWS: it fits
-                    table.column("src_line"),
-                ],
-                schema=DOCUMENT_SCHEMA,
-            )
-            self._submit(source, table, id_hashes128(table.column("id")), table.nbytes)
+        for source in sorted(self.pieces):
+            self._write_source(source)
+
+    def _write_source(self, source: str, limit: int | None = None) -> None:
+        """One row group of a source's buffered rows (the first `limit` of them, or all)."""
+        parts = self.pieces.pop(source)
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        if limit is not None and limit < table.num_rows:
+            rest = table.slice(limit)
+            self.pieces[source] = [rest]
+            table = table.slice(0, limit)
+        if len(parts) > 1 and table.nbytes < SMALL_PART_BYTES:
+            table = table.combine_chunks()  # one page per column, not one per piece
+        n, size = table.num_rows, _text_bytes(table)
+        self.source_rows[source] -= n
+        self.source_bytes[source] -= size
+        self.buffered -= size
+        if source not in self.pieces:
+            del self.source_rows[source], self.source_bytes[source]
+        table = pa.Table.from_arrays(
+            [
+                table.column("id"),
+                table.column("text"),
+                table.column("source"),
+                table.column("added"),
+                table.column("created"),
+                table.column("metadata"),
+                _repeat(self.src_file, n, 2**31 - 1),  # n <= ROW_GROUP_ROWS: it fits
+                table.column("src_line"),
+            ],
+            schema=DOCUMENT_SCHEMA,
+        )
+        self._submit(source, table, id_hashes128(table.column("id")), table.nbytes)
 
     def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
         self.count[source] += table.num_rows
@@ -867,7 +914,6 @@ def _ingest_shard(
                 lines_read += len(lines)
                 rows = out.rows
                 buffered = out.buffered
-                room = ROW_GROUP_ROWS - out.piece_rows
                 line_no = first - 1
                 for raw in lines:
                     line_no += 1
@@ -907,10 +953,13 @@ def _ingest_shard(
                         row = (src, *doc, line_no)
                     rows.append(row)
                     buffered += len(text)
-                    if buffered >= BUFFER_BYTES or len(rows) >= room:
+                    if buffered >= BUFFER_BYTES or len(rows) >= ROW_GROUP_ROWS:
                         out.buffered = buffered
-                        out.write()
-                        rows, buffered, room = out.rows, 0, ROW_GROUP_ROWS
+                        if buffered >= BUFFER_BYTES:
+                            out.flush()
+                        else:  # bounds the Python rows held: a table of them
+                            out._rows_to_piece()
+                        rows, buffered = out.rows, out.buffered
                 out.buffered = buffered
         except StreamError as e:
             e.line_no = lines_read + 1

@@ -331,6 +331,55 @@ def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
     assert [r["src_line"] for r in web] == sorted(r["src_line"] for r in web)
     (numeric,) = [r for r in web if r["src_line"] == 6]
     assert numeric["id"] == "5" and numeric["metadata"] == '{"extra":1}'
+    # row groups don't depend on how the shard was read: pieces of 4 KB, same bytes
+    import mixer.io
+
+    monkeypatch.setattr(mixer.io, "READ_CHUNK", 4096)
+    ingest([str(raw.parent)], tmp_path / "blocks", workers=1, progress=False)
+    for d in (tmp_path / "small" / "documents").iterdir():
+        blocks = tmp_path / "blocks" / "documents" / d.name / "part-00000.parquet"
+        assert blocks.read_bytes() == (d / "part-00000.parquet").read_bytes()
+
+
+def test_small_sources_wait_for_more_rows_instead_of_a_row_group_per_flush(
+    tmp_path: Path, monkeypatch
+):
+    """A full buffer writes the sources holding the most text; a source of a few documents
+    among big ones becomes one row group, not one per flush."""
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "mixed.jsonl"
+    raw.parent.mkdir()
+    lines = []
+    for i in range(2000):
+        big = "web" if i % 2 else "code"
+        lines.append(_doc(i, source=f"tiny:{i // 50 % 4}" if i % 50 == 0 else big))
+    raw.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(ing, "BUFFER_BYTES", 30000)
+    s = ingest([str(raw.parent)], tmp_path / "wd", workers=1, progress=False)
+    assert s["ingested"] == 2000
+    docs = tmp_path / "wd" / "documents"
+    groups = {d.name: pq.ParquetFile(d / "part-00000.parquet").metadata.num_row_groups
+              for d in docs.iterdir()}  # fmt: skip
+    assert groups["web"] > 3 and groups["code"] > 3
+    assert all(n == 1 for name, n in groups.items() if name.startswith("tiny"))
+    ids = pq.read_table(docs).column("id").to_pylist()
+    assert sorted(ids, key=lambda x: int(x[1:])) == [f"d{i}" for i in range(2000)]
+
+
+def test_a_source_is_cut_into_row_groups_of_row_group_rows(tmp_path: Path, monkeypatch):
+    import mixer.ingest as ing
+
+    raw = tmp_path / "raw" / "a.jsonl"
+    raw.parent.mkdir()
+    raw.write_bytes(b"\n".join(_doc(i, source=["a", "b"][i % 3 == 0]) for i in range(900)) + b"\n")
+    monkeypatch.setattr(ing, "ROW_GROUP_ROWS", 100)
+    ingest([str(raw.parent)], tmp_path / "wd", workers=1, progress=False)
+    for name, rows in (("a", 600), ("b", 300)):
+        meta = pq.ParquetFile(tmp_path / "wd" / "documents" / name / "part-00000.parquet").metadata
+        assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [100] * (
+            rows // 100
+        )
 
 
 def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
