@@ -563,6 +563,20 @@ def test_lines_arrow_must_not_read_go_line_by_line(line: bytes):
     assert ing._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
 
 
+def test_arrow_rows_do_not_point_into_the_scratch_buffer():
+    """What Arrow reads is a scratch buffer reused from piece to piece: its columns must be
+    copies."""
+    import mixer.ingest as ing
+
+    reader = ing._block_reader(FieldMap())
+    block = b"\n".join(_doc(i, metadata={"i": i, "s": "é"}) for i in range(50))
+    table, _ = ing._arrow_block(block, 0, len(block), 1, None, "web", reader)
+    rows = table.to_pylist()
+    reader.scratch[:] = b"x" * len(reader.scratch)
+    assert table.to_pylist() == rows
+    assert rows[3]["text"] == "document number 3 " * 5 and rows[3]["metadata"] == '{"i":3,"s":"é"}'
+
+
 _META_PIECES = {
     "compact": (
         [
