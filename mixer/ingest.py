@@ -944,8 +944,15 @@ def _ingest_shard(
                             else:
                                 src = source or src or fallback
                                 row = (src, doc_id, text, added, created, meta, line_no)
-                    if row is None:
-                        src, doc, reason = _careful(raw, not terminated, source, fallback, fields)
+                    if row is None:  # a dict orjson read is not parsed again
+                        src, doc, reason = _careful(
+                            raw,
+                            not terminated,
+                            source,
+                            fallback,
+                            fields,
+                            rec if type(rec) is dict else None,
+                        )
                         if reason is not None:
                             reject(src, line_no, reason, raw)
                             continue
@@ -1014,12 +1021,16 @@ def _ingest_shard(
     return stats
 
 
-def _careful(raw: bytes, last_unterminated: bool, forced, fallback, fields: FieldMap):
+def _careful(raw: bytes, last_unterminated: bool, forced, fallback, fields: FieldMap, record=None):
     """One line the fast branch did not take: (source, [id, text, added, created, metadata]
-    or None, None or the reason it is quarantined)."""
-    if not raw.strip():
+    or None, None or the reason it is quarantined). `record`: the object orjson already
+    read from the line, if it did (orjson's reading is the first `_loads` tries anyway)."""
+    if record is not None:
+        reason, slow = None, False
+    elif not raw.strip():
         return forced or fallback, None, "empty_line"
-    record, reason, slow = _loads(raw, last_unterminated)
+    else:
+        record, reason, slow = _loads(raw, last_unterminated)
     if reason is None:
         doc, reason = parse_record(record, fields, fields.names, scrub=slow, raw=raw)
     if reason is not None:
