@@ -318,6 +318,7 @@ class _BlockReader:
     schema: pa.Schema
     options: pajson.ParseOptions
     meta_key: bytes  # b'"metadata":'
+    field_keys: tuple  # b',"id":', b',"text":', ...: what may follow the metadata value
     # what Arrow reads: each piece copied here, metadata blanked (reused from piece to piece)
     scratch: bytearray = field(default_factory=bytearray, compare=False, repr=False)
 
@@ -333,7 +334,8 @@ def _block_reader(fields: FieldMap) -> _BlockReader | None:
         return None
     schema = pa.schema([(n, pa.string()) for n in names])
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-    return _BlockReader(schema, options, b'"' + fields.metadata.encode() + b'":')
+    keys = tuple(b',"' + n.encode() + b'":' for n in names)
+    return _BlockReader(schema, options, b'"' + fields.metadata.encode() + b'":', keys)
 
 
 def _single(column) -> pa.Array:
@@ -424,13 +426,20 @@ def _cut_metadata_by_line(
 
 
 def _cut_metadata_at_once(
-    data: bytes, start: int, stop: int, key: bytes, scratch: bytearray
+    data: bytes,
+    start: int,
+    stop: int,
+    key: bytes,
+    scratch: bytearray,
+    field_keys: tuple = (),
 ) -> tuple[memoryview, pa.Array] | None:
     """What `_cut_metadata_by_line` gives, for the usual piece, with the checks done by numpy
     over all lines and one orjson call parsing every metadata value: each line starts with `{`
     and ends with `}`, its last key match follows a comma, and every value's text is exactly
     what orjson writes for it (so each one is valid JSON on its own, and the values line up
-    with the lines). None for anything else: the caller then goes line by line."""
+    with the lines). The value runs to the line's last brace (metadata the last key), or else
+    up to the next of `field_keys` (`,"source":`...: the order of writers that sort keys). None
+    for anything else: the caller then goes line by line."""
     klen = len(key)
     find, rfind = data.find, data.rfind
     ends: list = []  # each line's end (its newline, or stop)
@@ -456,37 +465,80 @@ def _cut_metadata_at_once(
     at = keys_a[lines]
     if (a[at - 1] != 44).any():  # `,"metadata":` with nothing between: else line by line
         return None
-    brace = ends_a[lines] - 1
-    lo, hi = (at + klen).tolist(), brace.tolist()  # each value's text: the key to the brace
-    slices = [data[i:j] for i, j in zip(lo, hi, strict=True)]
+    value_at = at + klen
+    tries = [ends_a[lines] - 1]  # the line's last brace: metadata the last key
+    if field_keys and len(lines):  # keys after the first line's metadata: those ends first
+        before_next = _ends_before_next_key(data, value_at, ends_a[lines], field_keys)
+        if before_next is not None:
+            tries.insert(0, before_next)
+    for value_end in tries:
+        found = _metadata_values(data, value_at, value_end)
+        if found is not None:
+            break
+    else:
+        return None
+    slices, values = found
+    if (value_end - at + 1).max(initial=0) > len(_SPACES):
+        return None
     lengths = np.zeros(len(ends), np.int64)  # per line: its metadata text's length, or 0
     valid = np.zeros(len(ends), bool)  # per line: a metadata value that isn't null
-    text = b""
-    if slices:
-        try:
-            values = orjson.loads(b"".join((b"[", b",".join(slices), b"]")))
-            if len(values) != len(slices):
-                return None
-            if not all(map(bytes.__eq__, map(orjson.dumps, values), slices)):
-                return None
-        except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limits
-            return None
-        kept, sizes = lines, brace - at - klen  # the metadata column's values
-        if values.count(None):  # "metadata": null is no metadata (but is blanked all the same)
-            present = np.fromiter((v is not None for v in values), bool, len(values))
-            kept, sizes = kept[present], sizes[present]
-            slices = list(itertools.compress(slices, present))
-        valid[kept] = True
-        lengths[kept] = sizes
-        text = b"".join(slices)
+    kept, sizes = lines, value_end - value_at  # the metadata column's values
+    if values.count(None):  # "metadata": null is no metadata (but is blanked all the same)
+        present = np.fromiter((v is not None for v in values), bool, len(values))
+        kept, sizes = kept[present], sizes[present]
+        slices = list(itertools.compress(slices, present))
+    valid[kept] = True
+    lengths[kept] = sizes
     buf = _copy_into(scratch, data, start, stop)
     blank = _SPACES
-    commas, braces = (at - 1 - start).tolist(), (brace - start).tolist()  # in the copy
-    for i, j in zip(commas, braces, strict=True):  # blank from the comma to the brace
-        if j - i > len(blank):
-            return None
+    commas, stops = (at - 1 - start).tolist(), (value_end - start).tolist()  # in the copy
+    for i, j in zip(commas, stops, strict=True):  # from the comma before the key to the end
         buf[i:j] = blank[: j - i]
-    return buf, _utf8_lengths(lengths, text, valid)
+    return buf, _utf8_lengths(lengths, b"".join(slices), valid)
+
+
+def _metadata_values(data: bytes, value_at: np.ndarray, value_end: np.ndarray):
+    """(the texts data[at:end], their values) when every text is one JSON value exactly as
+    orjson writes it (one orjson call parses them all; each is written back and compared),
+    else None."""
+    slices = [data[i:j] for i, j in zip(value_at.tolist(), value_end.tolist(), strict=True)]
+    if not slices:
+        return slices, []
+    try:
+        values = orjson.loads(b"".join((b"[", b",".join(slices), b"]")))
+        if len(values) != len(slices):
+            return None
+        if not all(map(bytes.__eq__, map(orjson.dumps, values), slices)):
+            return None
+    except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limits
+        return None
+    return slices, values
+
+
+def _ends_before_next_key(
+    data: bytes, value_at: np.ndarray, line_end: np.ndarray, field_keys: tuple
+) -> np.ndarray | None:
+    """Where each metadata value would end if the next key follows it (`,"source":` after
+    `"metadata":{...}` when keys are sorted): the known keys after the first line's value,
+    in the order they come there, are looked for after each line's value; a line where none
+    is found ends at its last brace. A key found inside a value makes a text that is not one
+    JSON value, which the caller's check refuses."""
+    first, first_end = int(value_at[0]), int(line_end[0])
+    found = [(data.find(k, first, first_end), k) for k in field_keys]
+    after = [k for pos, k in sorted(found) if pos >= 0]
+    if not after:
+        return None
+    ends = []
+    find = data.find
+    for i, e in zip(value_at.tolist(), line_end.tolist(), strict=True):
+        end = e - 1
+        for k in after:
+            j = find(k, i, e)
+            if j >= 0:
+                end = j
+                break
+        ends.append(end)
+    return np.array(ends, np.int64)
 
 
 def _arrow_block(
@@ -510,7 +562,9 @@ def _arrow_block(
     orjson writes them, blanked out in a copy of the block: `_cut_metadata_at_once`, else
     `_cut_metadata_by_line`); Arrow parses the rest without making Python objects, and refuses
     any other key, type, repeated key or bad escape."""
-    cut = _cut_metadata_at_once(data, start, stop, reader.meta_key, reader.scratch)
+    cut = _cut_metadata_at_once(
+        data, start, stop, reader.meta_key, reader.scratch, reader.field_keys
+    )
     if cut is None:  # anything unusual: line by line
         cut = _cut_metadata_by_line(data, start, stop, reader.meta_key, reader.scratch)
         if cut is None:

@@ -577,6 +577,59 @@ def test_arrow_rows_do_not_point_into_the_scratch_buffer():
     assert rows[3]["text"] == "document number 3 " * 5 and rows[3]["metadata"] == '{"i":3,"s":"é"}'
 
 
+def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, monkeypatch):
+    """Writers that sort keys put metadata before source and text: the metadata value then
+    ends before the next key, and the rows are what the per-line path makes of them. A key
+    of that name inside the metadata makes the piece go line by line."""
+    import random
+
+    import orjson
+
+    import mixer.ingest as ing
+
+    rng = random.Random(11)
+    metas = [None, {"source": "nested", "url": "u"}, {"k": [1, "é", {"x": None}]}, "s", 3, {}]
+    sorted_lines = []
+    for i in range(300):
+        rec = {"id": f"d{i}", "text": f'text {i} "quoted" \\ 日本 ,"source": x'}
+        for key, values in (("source", ["web", "a/b", None]), ("added", ["2024", None])):
+            if rng.random() < 0.7:
+                rec[key] = rng.choice(values)
+        if rng.random() < 0.9:
+            rec["metadata"] = rng.choice(metas)
+        sorted_lines.append(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS))
+    assert sorted_lines[0].index(b'"metadata"') < sorted_lines[0].index(b'"text"')
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "sorted.jsonl").write_bytes(b"\n".join(sorted_lines) + b"\n")
+    nested = b'{"id":"n","metadata":{"a":1,"source":"x"},"source":"web","text":"t"}'
+    (raw / "nested.jsonl").write_bytes(nested + b"\n")
+    parsed = []
+    real = ing._arrow_block
+
+    def counting(*args):
+        block = real(*args)
+        parsed.append(None if block is None else block[0].num_rows)
+        return block
+
+    monkeypatch.setattr(ing, "_arrow_block", counting)
+    ingest([str(raw / "sorted.jsonl")], tmp_path / "arrow", progress=False, workers=1)
+    assert parsed == [300]
+    ingest([str(raw / "nested.jsonl")], tmp_path / "arrow", progress=False, workers=1)
+    assert parsed[1:] == [None]
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+
+    def rows(wd: Path, name: str) -> list:
+        found = pq.read_table(wd / "documents" / name).to_pylist()
+        return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
+
+    for d in sorted((tmp_path / "lines" / "documents").iterdir()):
+        assert rows(tmp_path / "arrow", d.name) == rows(tmp_path / "lines", d.name)
+    web = pq.read_table(tmp_path / "arrow" / "documents" / "web").to_pylist()
+    assert {r["id"]: r["metadata"] for r in web}["n"] == '{"a":1,"source":"x"}'
+
+
 _META_PIECES = {
     "compact": (
         [
