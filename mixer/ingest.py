@@ -310,17 +310,20 @@ _MAY_BE_SPACE = np.zeros(256, bool)  # first bytes of the characters str.isspace
 _MAY_BE_SPACE[list(range(33)) + list(range(0x80, 0x100))] = True
 
 
-@dataclass(frozen=True)
+@dataclass
 class _BlockReader:
-    """Arrow's JSON reader set up for one field map: the five string fields by an explicit
-    schema (any other key is an error), metadata cut off each line first."""
+    """Arrow's JSON reader set up for one field map (one per shard): the five string fields
+    by an explicit schema (any other key is an error), metadata cut off each line first."""
 
     schema: pa.Schema
     options: pajson.ParseOptions
     meta_key: bytes  # b'"metadata":'
     field_keys: tuple  # b',"id":', b',"text":', ...: what may follow the metadata value
+    names: frozenset  # the six field names
     # what Arrow reads: each piece copied here, metadata blanked (reused from piece to piece)
-    scratch: bytearray = field(default_factory=bytearray, compare=False, repr=False)
+    scratch: bytearray = field(default_factory=bytearray, repr=False)
+    # the schema with the extra keys of the last piece that had some (`_extra_field_options`)
+    extra_options: pajson.ParseOptions | None = None
 
 
 def _block_reader(fields: FieldMap) -> _BlockReader | None:
@@ -335,7 +338,8 @@ def _block_reader(fields: FieldMap) -> _BlockReader | None:
     schema = pa.schema([(n, pa.string()) for n in names])
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     keys = tuple(b',"' + n.encode() + b'":' for n in names)
-    return _BlockReader(schema, options, b'"' + fields.metadata.encode() + b'":', keys)
+    meta_key = b'"' + fields.metadata.encode() + b'":'
+    return _BlockReader(schema, options, meta_key, keys, frozenset(allowed))
 
 
 def _single(column) -> pa.Array:
@@ -570,18 +574,19 @@ def _arrow_block(
         if cut is None:
             return None
     buf, metas = cut
-    try:  # Arrow's columns are its own copies: the scratch buffer is free for the next piece
-        table = pajson.read_json(
-            pa.BufferReader(pa.py_buffer(buf)),
-            read_options=pajson.ReadOptions(use_threads=False, block_size=len(buf) + 1),
-            parse_options=reader.options,
-        )
-    except pa.ArrowException:
-        return None
+    table = _read_piece(buf, reader.options)
+    if table is None:  # keys beyond the Dolma fields? Read with them typed, and keep them
+        table = _read_with_extra_fields(buf, data, start, stop, reader)
+        if table is None:
+            return None
     n = len(metas)
     if table.num_rows != n:  # a line held two values
         return None
-    doc_ids, texts, sources, added, created = (_single(c) for c in table.columns)
+    if table.num_columns > 5:
+        metas = _with_extra_fields(table, metas)
+        if metas is None:
+            return None
+    doc_ids, texts, sources, added, created = (_single(c) for c in table.columns[:5])
     if doc_ids.null_count or texts.null_count:
         return None
     try:
@@ -616,6 +621,93 @@ def _arrow_block(
         pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(line_numbers)]),
     ]
     return pa.Table.from_arrays(arrays, schema=PIECE_SCHEMA), (toff - toff[0]).astype(np.int64)
+
+
+def _read_piece(buf, options: pajson.ParseOptions) -> pa.Table | None:
+    try:  # Arrow's columns are its own copies: the scratch buffer is free for the next piece
+        return pajson.read_json(
+            pa.BufferReader(pa.py_buffer(buf)),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(buf) + 1),
+            parse_options=options,
+        )
+    except pa.ArrowException:
+        return None
+
+
+def _read_with_extra_fields(buf, data: bytes, start: int, stop: int, reader: _BlockReader):
+    """The piece read with its extra keys in the schema, typed (string, int64 or bool) as the
+    piece's first line has them: the last piece's schema first, then one learned from this
+    piece. Never by Arrow's type inference, which recurses into nested values (100,000 nested
+    arrays crash it); with every key typed, any other key or type is an error at once."""
+    if reader.extra_options is not None:
+        table = _read_piece(buf, reader.extra_options)
+        if table is not None and not any(c.null_count for c in table.columns[5:]):
+            return table
+    end = data.find(b"\n", start, stop)
+    try:
+        first = orjson.loads(memoryview(data)[start : stop if end < 0 else end])
+    except orjson.JSONDecodeError:
+        return None
+    if type(first) is not dict:
+        return None
+    extra = []
+    for name, value in first.items():
+        if name in reader.names:
+            continue
+        if type(value) is str:
+            extra.append((name, pa.string()))
+        elif type(value) is bool:
+            extra.append((name, pa.bool_()))
+        elif type(value) is int and -(2**63) <= value < 2**63:
+            extra.append((name, pa.int64()))
+        else:  # a float, an object, a list, a null: line by line
+            return None
+    if not extra:
+        return None
+    options = pajson.ParseOptions(
+        explicit_schema=pa.schema(list(reader.schema) + extra), unexpected_field_behavior="error"
+    )
+    table = _read_piece(buf, options)
+    if table is not None:
+        reader.extra_options = options
+    return table
+
+
+_EXTRA_TYPES = (pa.string(), pa.int64(), pa.bool_())  # written back exactly as orjson does
+
+
+def _with_extra_fields(table: pa.Table, metas: pa.Array) -> pa.Array | None:
+    """The metadata column with the keys beyond the Dolma fields folded in, as `parse_record`
+    does: {**extra (by key), **metadata}, or {**extra, "metadata": value} when the metadata is
+    not an object, written by orjson. None (the per-line path) unless every such key is on
+    every line with a string, integer or boolean value: Arrow can't tell a missing key from a
+    null."""
+    names = table.column_names[5:]
+    columns = table.columns[5:]
+    if any(c.type not in _EXTRA_TYPES or c.null_count for c in columns):
+        return None
+    try:
+        for c in columns:
+            if c.type == pa.string():
+                for chunk in c.chunks:
+                    chunk.validate(full=True)  # UTF-8
+    except pa.ArrowException:
+        return None
+    order = sorted(range(len(names)), key=names.__getitem__)
+    keys = [names[i] for i in order]
+    rows = zip(*(columns[i].to_pylist() for i in order), strict=True)
+    loads, dumps = orjson.loads, orjson.dumps
+    merged = []
+    for values, text in zip(rows, metas.to_pylist(), strict=True):
+        extra = dict(zip(keys, values, strict=True))
+        meta = None if text is None else loads(text)
+        if meta is None:
+            merged.append(dumps(extra))
+        elif type(meta) is dict:
+            merged.append(dumps({**extra, **meta}))
+        else:
+            merged.append(dumps({**extra, "metadata": meta}))
+    return _utf8(merged)
 
 
 # ------------------------------------------------------------------------ writing a shard

@@ -630,6 +630,72 @@ def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, 
     assert {r["id"]: r["metadata"] for r in web}["n"] == '{"a":1,"source":"x"}'
 
 
+def test_extra_fields_take_the_arrow_path_and_are_kept_in_metadata(tmp_path: Path, monkeypatch):
+    """Keys beyond the Dolma fields, typed from a piece's first line, are read by Arrow and
+    folded into metadata exactly as the per-line path folds them; a piece where one is
+    missing, null, of another type or nested goes line by line (and nesting can't crash it)."""
+    import random
+
+    import orjson
+
+    import mixer.ingest as ing
+
+    rng = random.Random(5)
+    metas = [None, {"url": "inner wins", "k": 1}, ["a"], "s", {}]
+    lines = []
+    for i in range(200):
+        rec = {"id": f"d{i}", "text": f"text {i} é", "url": f"https://x/{i}", "n": i - 100}
+        rec["flag"] = i % 2 == 0
+        rec['z"quoted'] = "é\u0000"
+        if rng.random() < 0.8:
+            rec["metadata"] = rng.choice(metas)
+        if rng.random() < 0.5:
+            rec["source"] = "web"
+        keys = list(rec)
+        rng.shuffle(keys)
+        if "metadata" in keys:  # the metadata last, or before the Dolma keys when sorted
+            keys.remove("metadata")
+            keys.append("metadata")
+        lines.append(orjson.dumps({k: rec[k] for k in keys}))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "extra.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    deep = b"[" * 100000 + b"]" * 100000
+    odd = [
+        b'{"id":"a","text":"t","url":"u"}\n{"id":"b","text":"t"}',  # missing on one line
+        b'{"id":"a","text":"t","url":"u"}\n{"id":"b","text":"t","url":null}',  # null
+        b'{"id":"a","text":"t","url":"u"}\n{"id":"b","text":"t","url":' + deep + b"}",
+        b'{"id":"a","text":"t","n":1}\n{"id":"b","text":"t","n":1.5}',
+        b'{"id":"a","text":"t","n":1.5}',
+        b'{"id":"a","text":"t","o":{"x":1}}',
+    ]
+    for k, piece in enumerate(odd):
+        (raw / f"odd{k}.jsonl").write_bytes(piece + b"\n")
+    parsed = []
+    real = ing._arrow_block
+
+    def counting(*args):
+        block = real(*args)
+        parsed.append(None if block is None else block[0].num_rows)
+        return block
+
+    monkeypatch.setattr(ing, "_arrow_block", counting)
+    ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
+    assert sorted(parsed, key=str) == [200] + [None] * len(odd)
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+
+    def rows(wd: Path) -> list:
+        found = pq.read_table(wd / "documents").to_pylist()
+        return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
+
+    arrow = rows(tmp_path / "arrow")
+    assert arrow == rows(tmp_path / "lines")
+    first = {r["id"]: r for r in arrow if r["src_file"].endswith("extra.jsonl")}
+    meta = orjson.loads(first["d3"]["metadata"])
+    assert list(meta)[:4] == ["flag", "n", "url", 'z"quoted'] and meta["n"] == -97
+
+
 _META_PIECES = {
     "compact": (
         [
