@@ -696,6 +696,91 @@ def test_extra_fields_take_the_arrow_path_and_are_kept_in_metadata(tmp_path: Pat
     assert list(meta)[:4] == ["flag", "n", "url", 'z"quoted'] and meta["n"] == -97
 
 
+def _random_value(rng, depth: int = 0):
+    """A metadata value of any JSON shape, with keys named like the Dolma fields inside."""
+    r = rng.random()
+    if depth > 2 or r < 0.3:
+        return rng.choice(["s", "é", "", 'a"b', "x\\y", 0, -5, 2**40, True, None, 1.5, ',"text":'])
+    if r < 0.6:
+        keys = ["a", "source", "text", "metadata", "id", "k"]
+        return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(tmp_path: Path, seed):
+    """Shards of valid records written every way (keys sorted, shuffled or metadata last;
+    compact or spaced; extra keys of every type; keys named like the fields inside metadata):
+    the same documents whichever path read them, and Arrow takes some of them."""
+    import random
+
+    import orjson
+
+    import mixer.ingest as ing
+
+    rng = random.Random(seed)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in range(25):
+        sort, shuffle, spaced = rng.random() < 0.4, rng.random() < 0.2, rng.random() < 0.2
+        kinds = {
+            "str": lambda i: f"u{i}",
+            "int": lambda i: i,
+            "bool": lambda i: i % 2 == 0,
+            "mixed": lambda i: rng.choice(["a", 1, None]),
+        }
+        extras = {}
+        if rng.random() < 0.5:
+            for name in rng.sample(["url", "version", "n", "flag", "zz"], rng.randint(1, 3)):
+                extras[name] = kinds[rng.choice(list(kinds))]
+        lines = []
+        for i in range(rng.randint(1, 60)):
+            rec = {"id": f"d{f}-{i}", "text": rng.choice(["t", "é x", 'q"q', 'a,"source":b'])}
+            for key in ("source", "added", "created"):
+                if rng.random() < 0.6:
+                    rec[key] = rng.choice(["web", None, ""])
+            if rng.random() < 0.85:
+                rec["metadata"] = _random_value(rng)
+            rec.update({k: make(i) for k, make in extras.items()})
+            keys = sorted(rec) if sort else list(rec)
+            if shuffle and not sort:
+                rng.shuffle(keys)
+            rec = {k: rec[k] for k in keys}
+            if spaced:
+                lines.append(json.dumps(rec, ensure_ascii=False).encode())
+            else:
+                try:
+                    lines.append(orjson.dumps(rec))
+                except TypeError:  # an integer orjson won't write
+                    lines.append(json.dumps(rec).encode())
+        (raw / f"s{f:02d}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    taken = []
+    real = ing._arrow_block
+
+    def counting(*args):
+        block = real(*args)
+        taken.append(block is not None)
+        return block
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ing, "_arrow_block", counting)
+        ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ing, "_block_reader", lambda fields: None)
+        ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+
+    def outputs(wd: Path) -> dict:
+        found = {}
+        for p in sorted((wd / "documents").rglob("*.parquet")):
+            found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
+        for p in sorted((wd / "quarantine").rglob("*.jsonl")):
+            found[str(p.relative_to(wd))] = p.read_bytes()
+        return found
+
+    assert outputs(tmp_path / "arrow") == outputs(tmp_path / "lines")
+    assert 0 < sum(taken) < len(taken)
+
+
 _META_PIECES = {
     "compact": (
         [
