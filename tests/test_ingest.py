@@ -424,6 +424,46 @@ def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
     assert outs[1] == outs[2]
 
 
+def _count_arrow_blocks(monkeypatch) -> list:
+    """From now on, per block given to Arrow: its row count, or None when it went line by line."""
+    import mixer.ingest as ing
+
+    parsed: list = []
+    real = ing._arrow_block
+
+    def counting(*args):
+        block = real(*args)
+        parsed.append(None if block is None else block[0].num_rows)
+        return block
+
+    monkeypatch.setattr(ing, "_arrow_block", counting)
+    return parsed
+
+
+def _ingest_line_by_line(monkeypatch, raw: Path, out: Path) -> None:
+    import mixer.ingest as ing
+
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], out, progress=False, workers=1)
+
+
+def _outputs(wd: Path) -> dict:
+    """Every documents part's rows, quarantine file and id file of a workdir, by path."""
+    found = {}
+    for p in sorted((wd / "documents").rglob("*.parquet")):
+        found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
+    for sub in ("quarantine", "state/ingest/ids"):
+        for p in sorted((wd / sub).rglob("*")):
+            if p.is_file():
+                found[str(p.relative_to(wd))] = p.read_bytes()
+    return found
+
+
+def _rows_in_line_order(wd: Path, source_dir: str = "") -> list:
+    found = pq.read_table(wd / "documents" / source_dir).to_pylist()
+    return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
+
+
 def _varied_records(rng, n: int, metadata_last: bool) -> list[bytes]:
     """Valid Dolma records written many ways: escapes or raw UTF-8, spaces, CRLF, metadata of
     every JSON type (or none), empty or missing sources, ids padded with spaces."""
@@ -474,8 +514,6 @@ def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypa
     keys, blank lines) fall back to the per-line path."""
     import random
 
-    import mixer.ingest as ing
-
     rng = random.Random(7)
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -495,33 +533,14 @@ def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypa
         b"null",
     ]
     (raw / "mixed.jsonl").write_bytes(b"\n".join(mixed) + b"\n")
-    parsed = []
-    real = ing._arrow_block
-
-    def counting(*args):
-        block = real(*args)
-        parsed.append(None if block is None else block[0].num_rows)
-        return block
-
-    monkeypatch.setattr(ing, "_arrow_block", counting)
+    parsed = _count_arrow_blocks(monkeypatch)
     ingest([str(raw / "clean.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed == [400]
     ingest([str(raw / "mixed.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed[1:] == [None]
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
-    def outputs(wd: Path) -> dict:
-        found = {}
-        for p in sorted((wd / "documents").rglob("*.parquet")):
-            found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
-        for sub in ("quarantine", "state/ingest/ids"):
-            for p in sorted((wd / sub).rglob("*")):
-                if p.is_file():
-                    found[str(p.relative_to(wd))] = p.read_bytes()
-        return found
-
-    arrow, lines = outputs(tmp_path / "arrow"), outputs(tmp_path / "lines")
+    arrow, lines = _outputs(tmp_path / "arrow"), _outputs(tmp_path / "lines")
     assert arrow.keys() == lines.keys()
     for name in arrow:
         assert arrow[name] == lines[name], name
@@ -585,8 +604,6 @@ def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, 
 
     import orjson
 
-    import mixer.ingest as ing
-
     rng = random.Random(11)
     metas = [None, {"source": "nested", "url": "u"}, {"k": [1, "é", {"x": None}]}, "s", 3, {}]
     sorted_lines = []
@@ -604,28 +621,17 @@ def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, 
     (raw / "sorted.jsonl").write_bytes(b"\n".join(sorted_lines) + b"\n")
     nested = b'{"id":"n","metadata":{"a":1,"source":"x"},"source":"web","text":"t"}'
     (raw / "nested.jsonl").write_bytes(nested + b"\n")
-    parsed = []
-    real = ing._arrow_block
-
-    def counting(*args):
-        block = real(*args)
-        parsed.append(None if block is None else block[0].num_rows)
-        return block
-
-    monkeypatch.setattr(ing, "_arrow_block", counting)
+    parsed = _count_arrow_blocks(monkeypatch)
     ingest([str(raw / "sorted.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed == [300]
     ingest([str(raw / "nested.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed[1:] == [None]
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
-
-    def rows(wd: Path, name: str) -> list:
-        found = pq.read_table(wd / "documents" / name).to_pylist()
-        return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
+    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
     for d in sorted((tmp_path / "lines" / "documents").iterdir()):
-        assert rows(tmp_path / "arrow", d.name) == rows(tmp_path / "lines", d.name)
+        assert _rows_in_line_order(tmp_path / "arrow", d.name) == _rows_in_line_order(
+            tmp_path / "lines", d.name
+        )
     web = pq.read_table(tmp_path / "arrow" / "documents" / "web").to_pylist()
     assert {r["id"]: r["metadata"] for r in web}["n"] == '{"a":1,"source":"x"}'
 
@@ -637,8 +643,6 @@ def test_extra_fields_take_the_arrow_path_and_are_kept_in_metadata(tmp_path: Pat
     import random
 
     import orjson
-
-    import mixer.ingest as ing
 
     rng = random.Random(5)
     metas = [None, {"url": "inner wins", "k": 1}, ["a"], "s", {}]
@@ -671,26 +675,13 @@ def test_extra_fields_take_the_arrow_path_and_are_kept_in_metadata(tmp_path: Pat
     ]
     for k, piece in enumerate(odd):
         (raw / f"odd{k}.jsonl").write_bytes(piece + b"\n")
-    parsed = []
-    real = ing._arrow_block
-
-    def counting(*args):
-        block = real(*args)
-        parsed.append(None if block is None else block[0].num_rows)
-        return block
-
-    monkeypatch.setattr(ing, "_arrow_block", counting)
+    parsed = _count_arrow_blocks(monkeypatch)
     ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
     assert sorted(parsed, key=str) == [200] + [None] * len(odd)
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
-    def rows(wd: Path) -> list:
-        found = pq.read_table(wd / "documents").to_pylist()
-        return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
-
-    arrow = rows(tmp_path / "arrow")
-    assert arrow == rows(tmp_path / "lines")
+    arrow = _rows_in_line_order(tmp_path / "arrow")
+    assert arrow == _rows_in_line_order(tmp_path / "lines")
     first = {r["id"]: r for r in arrow if r["src_file"].endswith("extra.jsonl")}
     meta = orjson.loads(first["d3"]["metadata"])
     assert list(meta)[:4] == ["flag", "n", "url", 'z"quoted'] and meta["n"] == -97
@@ -708,15 +699,15 @@ def _random_value(rng, depth: int = 0):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(tmp_path: Path, seed):
+def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(
+    tmp_path: Path, monkeypatch, seed
+):
     """Shards of valid records written every way (keys sorted, shuffled or metadata last;
     compact or spaced; extra keys of every type; keys named like the fields inside metadata):
     the same documents whichever path read them, and Arrow takes some of them."""
     import random
 
     import orjson
-
-    import mixer.ingest as ing
 
     rng = random.Random(seed)
     raw = tmp_path / "raw"
@@ -754,31 +745,11 @@ def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(tmp_path: Pa
                 except TypeError:  # an integer orjson won't write
                     lines.append(json.dumps(rec).encode())
         (raw / f"s{f:02d}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    taken = []
-    real = ing._arrow_block
-
-    def counting(*args):
-        block = real(*args)
-        taken.append(block is not None)
-        return block
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ing, "_arrow_block", counting)
-        ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ing, "_block_reader", lambda fields: None)
-        ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
-
-    def outputs(wd: Path) -> dict:
-        found = {}
-        for p in sorted((wd / "documents").rglob("*.parquet")):
-            found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
-        for p in sorted((wd / "quarantine").rglob("*.jsonl")):
-            found[str(p.relative_to(wd))] = p.read_bytes()
-        return found
-
-    assert outputs(tmp_path / "arrow") == outputs(tmp_path / "lines")
-    assert 0 < sum(taken) < len(taken)
+    parsed = _count_arrow_blocks(monkeypatch)
+    ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
+    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
+    assert _outputs(tmp_path / "arrow") == _outputs(tmp_path / "lines")
+    assert 0 < sum(n is not None for n in parsed) < len(parsed)
 
 
 _META_PIECES = {
