@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import shutil
 import tempfile
 import time
@@ -86,6 +87,42 @@ def reshard(path: Path, shards: int, out_dir: Path) -> list[Path]:
             paths[i].write_bytes(cctx.compress(b"\n".join(lines[start : j + 1]) + b"\n"))
             start, i = j + 1, i + 1
     return paths
+
+
+SHAPES = {
+    "as-built": None,
+    # keys sorted: metadata before source and text (serde_json without preserve_order)
+    "sorted": lambda rec: rec,
+    # Python's json.dumps defaults: spaces after ":" and ",", non-ASCII as \u escapes
+    "spaced": lambda rec: rec,
+    # a key beyond the Dolma fields on every line, kept in metadata by ingest
+    "extra-field": lambda rec: {**rec, "url": f"https://example.com/{rec['id']}"},
+    # dolma's Rust tools: sorted keys and a "version" key
+    "dolma-rs": lambda rec: {**rec, "version": "v0"},
+}
+
+
+def reshape(path: Path, shape: str, out_dir: Path) -> Path:
+    """The corpus rewritten with its records in another shape (cached): same documents."""
+    change = SHAPES[shape]
+    if change is None:
+        return path
+    out = out_dir / f"{path.name.split('.')[0]}-{shape}.jsonl.zst"
+    if out.exists():
+        return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for _, block, _ in iter_line_blocks(path):
+        for line in block:
+            rec = change(orjson.loads(line))
+            if shape == "spaced":
+                lines.append(json.dumps(rec).encode())
+            elif shape in ("sorted", "dolma-rs"):
+                lines.append(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS))
+            else:
+                lines.append(orjson.dumps(rec))
+    out.write_bytes(zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n"))
+    return out
 
 
 def _timed(fn):
@@ -166,6 +203,12 @@ def main() -> None:
     )
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--corpus", default="work/bench/ingest-corpus")
+    ap.add_argument(
+        "--shape",
+        choices=list(SHAPES),
+        default="as-built",
+        help="the realistic corpus's records rewritten another way (cached under --corpus)",
+    )
     ap.add_argument("--workers", default="1,2")
     ap.add_argument(
         "--sources",
@@ -181,7 +224,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.realistic:
-        path = Path(args.realistic)
+        path = reshape(Path(args.realistic), args.shape, Path(args.corpus))
         shards = [path] if args.shards == 1 else reshard(path, args.shards, Path(args.corpus))
         name = path.name
     else:
