@@ -265,8 +265,13 @@ def _repeat(value: str, n: int, limit: int | None = None) -> pa.Array:
 
 def _text_bytes(table: pa.Table) -> int:
     """The UTF-8 bytes of a table's text column, from its offsets."""
+    return _string_bytes(table, "text")
+
+
+def _string_bytes(table: pa.Table, column: str) -> int:
+    """The UTF-8 bytes of a string column's values, from its offsets."""
     total = 0
-    for chunk in table.column("text").chunks:
+    for chunk in table.column(column).chunks:
         if len(chunk):
             off = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
             total += int(off[-1] - off[0])
@@ -846,28 +851,46 @@ class _ShardOutput:
         """The buffer is full: write the sources holding the most text (largest first, then
         by name) until less than half of BUFFER_BYTES is left."""
         self._rows_to_piece()
+        groups = []
         for source in sorted(self.pieces, key=lambda s: (-self.source_bytes[s], s)):
             if self.buffered < BUFFER_BYTES // 2:
                 break
-            self._write_source(source)
+            groups.append(self._row_group(source))
+        self._submit_all(groups)
 
     def write(self) -> None:
         """Hand everything buffered to the writer thread: one row group per source."""
         self._rows_to_piece()
-        for source in sorted(self.pieces):
-            self._write_source(source)
+        self._submit_all([self._row_group(source) for source in sorted(self.pieces)])
 
     def _write_source(self, source: str, limit: int | None = None) -> None:
         """One row group of a source's buffered rows (the first `limit` of them, or all)."""
+        self._submit_all([self._row_group(source, limit)])
+
+    def _submit_all(self, groups: list[tuple[str, pa.Table, int]]) -> None:
+        """Hand row groups to the writer thread; their ids are hashed in one call (per-call
+        costs add up over hundreds of small sources)."""
+        if not groups:
+            return
+        ids = [table.column("id") for _, table, _ in groups]
+        hashes = id_hashes128(pa.chunked_array([c for col in ids for c in col.chunks], pa.string()))
+        at = 0
+        for source, table, size in groups:
+            self._submit(source, table, hashes[at : at + table.num_rows], size)
+            at += table.num_rows
+
+    def _row_group(self, source: str, limit: int | None = None) -> tuple[str, pa.Table, int]:
+        """(source, the table of one row group of its buffered rows (the first `limit` of them,
+        or all) with src_file added, its bytes in memory as the write-ahead counts them)."""
         parts = self.pieces.pop(source)
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         if limit is not None and limit < table.num_rows:
             rest = table.slice(limit)
             self.pieces[source] = [rest]
             table = table.slice(0, limit)
-        if len(parts) > 1 and table.nbytes < SMALL_PART_BYTES:
-            table = table.combine_chunks()  # one page per column, not one per piece
         n, size = table.num_rows, _text_bytes(table)
+        if len(parts) > 1 and size < SMALL_PART_BYTES:
+            table = table.combine_chunks()  # one page per column, not one per piece
         self.source_rows[source] -= n
         self.source_bytes[source] -= size
         self.buffered -= size
@@ -886,7 +909,8 @@ class _ShardOutput:
             ],
             schema=DOCUMENT_SCHEMA,
         )
-        self._submit(source, table, id_hashes128(table.column("id")), table.nbytes)
+        # what the write-ahead bounds: text, ids and metadata (Table.nbytes costs more, on slices)
+        return source, table, size + _string_bytes(table, "id") + _string_bytes(table, "metadata")
 
     def _submit(self, source: str, table: pa.Table, hashes: np.ndarray, size: int) -> None:
         self.count[source] += table.num_rows
