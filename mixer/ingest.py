@@ -4,14 +4,15 @@ Every input line ends up in exactly one place: a row of a documents part (with i
 src_line), or a quarantine record (with src_file, src_line, reason and the raw bytes). Each
 shard is streamed in batches, so memory is bounded by the batch size whatever the shard size.
 
-`IngestStage` runs on the one stage interface (mixer/stage.py): one task per (source, shard),
-sized by the shard's bytes. Each (source, shard) pair gets its own stable part number
+`IngestStage` runs on the one stage interface (mixer/stage.py): one task per unit, sized by
+its bytes: a shard, or consecutive small shards of a source ingested together (many small
+files make a few parts, not one each). Each unit gets its own stable part number
 (state/ingest/parts.json), so two sources that list the same shard each get all of its
-documents, and every source string found in that task's shard is written to
+documents, and every source string found in that unit's shards is written to
 documents/<dir of source>/part-N.parquet. A record state/ingest/part-N.json names the files the
-task wrote; a later run removes only files such records name: the outputs of a shard that
-left a source's inputs, and the outputs of an older version of a shard that this version did
-not rewrite. Nothing mixer did not write is ever deleted.
+task wrote; a later run removes only files such records name: the outputs of a unit whose
+shards left a source's inputs or changed membership, and the outputs of an older version of
+a unit that this version did not rewrite. Nothing mixer did not write is ever deleted.
 
 Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
 `duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
@@ -30,6 +31,7 @@ import dataclasses
 import errno
 import functools
 import gc
+import hashlib
 import itertools
 import json
 import os
@@ -85,8 +87,10 @@ DOCUMENT_COMPRESSION = {f.name: "lz4" for f in DOCUMENT_SCHEMA} | {
     name: PARQUET_COMPRESSION for name in ("id", "metadata", "src_line")
 }
 BOM = b"\xef\xbb\xbf"
-# what a shard's rows are buffered as before the writer adds src_file (DOCUMENT_SCHEMA's order)
+# what a block's rows are parsed into; buffering adds src_file (DOCUMENT_SCHEMA's order)
 PIECE_SCHEMA = pa.schema([f for f in DOCUMENT_SCHEMA if f.name != "src_file"])
+_SRC_FILE_AT = DOCUMENT_SCHEMA.get_field_index("src_file")
+_SRC_FILE = DOCUMENT_SCHEMA.field("src_file")
 
 
 @dataclass(frozen=True)
@@ -771,7 +775,7 @@ class _ShardOutput:
     bounded whatever the shard size, and row groups never depend on how the shard was read.
     """
 
-    def __init__(self, workdir: Path, index: int, src_file: str):
+    def __init__(self, workdir: Path, index: int, src_file: str | None = None):
         self.workdir, self.index, self.src_file = workdir, index, src_file
         # the per-line path appends (source, id, text, added, created, metadata, line) here
         self.rows: list[tuple] = []
@@ -785,6 +789,11 @@ class _ShardOutput:
         self._pools: list[ThreadPoolExecutor] = []
         self._pending: deque = deque()  # (future, bytes)
         self._ahead = 0
+
+    def start_file(self, src_file: str) -> None:
+        """The rows that follow come from `src_file` (a task may ingest several shards)."""
+        self._rows_to_piece()
+        self.src_file = src_file
 
     def add_piece(self, table: pa.Table, text_ends: np.ndarray) -> None:
         """Buffer a block's table; `text_ends[k]` is the text bytes of its rows before row k
@@ -801,9 +810,11 @@ class _ShardOutput:
             start = end
 
     def _add(self, piece: pa.Table) -> None:
-        """Buffer a piece per source: rows of one source as they are, else stably sorted by
-        source (a gather within the piece, which is small) and sliced."""
+        """Buffer a piece per source (its shard's name added: DOCUMENT_SCHEMA's columns): rows of
+        one source as they are, else stably sorted by source (a gather within the piece, which
+        is small) and sliced."""
         n = piece.num_rows
+        piece = piece.add_column(_SRC_FILE_AT, _SRC_FILE, _repeat(self.src_file, n, 2**31 - 1))
         sources = _single(piece.column("source"))  # never null
         least, most = pc.min_max(sources).as_py().values()
         if least == most:
@@ -885,7 +896,7 @@ class _ShardOutput:
 
     def _row_group(self, source: str, limit: int | None = None) -> tuple[str, pa.Table, int]:
         """(source, the table of one row group of its buffered rows (the first `limit` of them,
-        or all) with src_file added, its bytes in memory as the write-ahead counts them)."""
+        or all), its bytes in memory as the write-ahead counts them)."""
         parts = self.pieces.pop(source)
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         if limit is not None and limit < table.num_rows:
@@ -900,19 +911,6 @@ class _ShardOutput:
         self.buffered -= size
         if source not in self.pieces:
             del self.source_rows[source], self.source_bytes[source]
-        table = pa.Table.from_arrays(
-            [
-                table.column("id"),
-                table.column("text"),
-                table.column("source"),
-                table.column("added"),
-                table.column("created"),
-                table.column("metadata"),
-                _repeat(self.src_file, n, 2**31 - 1),  # n <= ROW_GROUP_ROWS: it fits
-                table.column("src_line"),
-            ],
-            schema=DOCUMENT_SCHEMA,
-        )
         # what the write-ahead bounds: text, ids and metadata (Table.nbytes costs more, on slices)
         return source, table, size + _string_bytes(table, "id") + _string_bytes(table, "metadata")
 
@@ -1012,14 +1010,18 @@ def _default_source(path: str) -> str:
     return parent or "default"
 
 
-def ingest_shard(workdir: str, path: str, index: int, source: str | None, fields: FieldMap) -> dict:
-    """Ingest one shard into documents/<dir of source>/part-<index>.parquet (per source string
-    found, or the forced `source`). Returns its statistics; any OSError (unreadable shard, full
+def ingest_shard(
+    workdir: str, path: str | list[str], index: int, source: str | None, fields: FieldMap
+) -> dict:
+    """Ingest one shard, or several one after the other, into documents/<dir of source>/
+    part-<index>.parquet (per source string found, or the forced `source`); each row keeps its
+    shard (src_file) and line. Returns the statistics; any OSError (unreadable shard, full
     disk) is a one-line MixerError and leaves no partial output."""
+    paths = [path] if isinstance(path, str) else list(path)
     try:
-        return _ingest_shard(workdir, path, index, source, fields)
+        return _ingest_shard(workdir, paths, index, source, fields)
     except OSError as e:
-        raise _os_error(e, path, workdir) from None
+        raise _os_error(e, e.filename or paths[0], workdir) from None
 
 
 def _os_error(e: OSError, path: str, workdir: str) -> MixerError:
@@ -1033,18 +1035,17 @@ def _os_error(e: OSError, path: str, workdir: str) -> MixerError:
 
 
 def _ingest_shard(
-    workdir: str, path: str, index: int, source: str | None, fields: FieldMap
+    workdir: str, paths: list[str], index: int, source: str | None, fields: FieldMap
 ) -> dict:
     workdir_p = Path(workdir)
-    fallback = source or _default_source(path)
-    src_file = str(path)
-    out = _ShardOutput(workdir_p, index, src_file)
+    out = _ShardOutput(workdir_p, index)
     quarantine = _Quarantine(workdir_p, index)
     reasons: Counter = Counter()
     rejected: Counter = Counter()
-    lines_read = 0
+    total_lines = 0
     error: BaseException | None = None
-    stream_error = None
+    stream_errors = []
+    src_file = fallback = ""  # the shard being read, and its default source
 
     def reject(src: str, line_no: int, reason: str, raw: bytes, **extra) -> None:
         quarantine.add(src, src_file, line_no, reason, raw, **extra)
@@ -1055,7 +1056,6 @@ def _ingest_shard(
     # other block takes the per-line loop: a plain Dolma record the fast branch, anything else
     # (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
     reader = _block_reader(fields)
-    misses = skip = 0  # pieces Arrow refused in a row; pieces to read line by line before retrying
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     names = fields.names
     f_id, f_text, f_src = fields.id, fields.text, fields.source
@@ -1063,97 +1063,106 @@ def _ingest_shard(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
     try:
-        try:
-            for data, stop in iter_line_chunks(path):
-                first = lines_read + 1
-                start = len(BOM) if first == 1 and data.startswith(BOM) else 0
-                if reader is not None and skip == 0:
-                    block = _arrow_block(data, start, stop, first, source, fallback, reader)
-                    if block is not None:
-                        misses = 0
-                        lines_read += block[0].num_rows
-                        out.add_piece(*block)
-                        continue
-                    # a corpus whose pieces keep failing is not parsed twice: back off
-                    misses += 1
-                    skip = min(1 << misses, MAX_ARROW_SKIP)
-                elif skip:
-                    skip -= 1
-                lines = data.split(b"\n")
-                terminated = stop < len(data)
-                if terminated:
-                    lines.pop()
-                if start:
-                    lines[0] = lines[0][start:]
-                lines_read += len(lines)
-                rows = out.rows
-                buffered = out.buffered
-                line_no = first - 1
-                for raw in lines:
-                    line_no += 1
-                    row = None
-                    try:
-                        rec = loads(raw)
-                    except decode_error:
-                        rec = None
-                    if type(rec) is dict and rec.keys() <= names:
-                        text = rec.get(f_text)
-                        doc_id = rec.get(f_id)
-                        src = rec.get(f_src)
-                        added = rec.get(f_added)
-                        created = rec.get(f_created)
-                        meta = rec.get(f_meta)
-                        if (
-                            type(text) is str
-                            and type(doc_id) is str
-                            and (src is None or type(src) is str)
-                            and (added is None or type(added) is str)
-                            and (created is None or type(created) is str)
-                            and doc_id.strip()
-                        ):
-                            try:
-                                meta = None if meta is None else dumps(meta)
-                            except TypeError:
-                                pass  # (nesting orjson won't write) the careful branch below
-                            else:
-                                src = source or src or fallback
-                                row = (src, doc_id, text, added, created, meta, line_no)
-                    if row is None:  # a dict orjson read is not parsed again
-                        src, doc, reason = _careful(
-                            raw,
-                            not terminated,
-                            source,
-                            fallback,
-                            fields,
-                            rec if type(rec) is dict else None,
-                        )
-                        if reason is not None:
-                            reject(src, line_no, reason, raw)
+        for path in paths:  # one part per source for all of them: rows keep their file
+            src_file = str(path)
+            fallback = source or _default_source(src_file)
+            out.start_file(src_file)
+            lines_read = 0
+            misses = skip = 0  # pieces Arrow refused in a row; pieces to read line by line first
+            try:
+                for data, stop in iter_line_chunks(path):
+                    first = lines_read + 1
+                    start = len(BOM) if first == 1 and data.startswith(BOM) else 0
+                    if reader is not None and skip == 0:
+                        block = _arrow_block(data, start, stop, first, source, fallback, reader)
+                        if block is not None:
+                            misses = 0
+                            lines_read += block[0].num_rows
+                            out.add_piece(*block)
                             continue
-                        text = doc[1]
-                        row = (src, *doc, line_no)
-                    rows.append(row)
-                    buffered += len(text)
-                    if buffered >= BUFFER_BYTES or len(rows) >= ROW_GROUP_ROWS:
-                        out.buffered = buffered
-                        if buffered >= BUFFER_BYTES:
-                            out.flush()
-                        else:  # bounds the Python rows held: a table of them
-                            out._rows_to_piece()
-                        rows, buffered = out.rows, out.buffered
-                out.buffered = buffered
-        except StreamError as e:
-            e.line_no = lines_read + 1
-            lines_read += 1
-            stream_error = {"offset": e.offset, "line": e.line_no, "detail": e.message}
-            reject(
-                fallback,
-                e.line_no,
-                "corrupt_stream",
-                e.partial,
-                offset=e.offset,
-                detail=e.message,
-            )
+                        # a corpus whose pieces keep failing is not parsed twice: back off
+                        misses += 1
+                        skip = min(1 << misses, MAX_ARROW_SKIP)
+                    elif skip:
+                        skip -= 1
+                    lines = data.split(b"\n")
+                    terminated = stop < len(data)
+                    if terminated:
+                        lines.pop()
+                    if start:
+                        lines[0] = lines[0][start:]
+                    lines_read += len(lines)
+                    rows = out.rows
+                    buffered = out.buffered
+                    line_no = first - 1
+                    for raw in lines:
+                        line_no += 1
+                        row = None
+                        try:
+                            rec = loads(raw)
+                        except decode_error:
+                            rec = None
+                        if type(rec) is dict and rec.keys() <= names:
+                            text = rec.get(f_text)
+                            doc_id = rec.get(f_id)
+                            src = rec.get(f_src)
+                            added = rec.get(f_added)
+                            created = rec.get(f_created)
+                            meta = rec.get(f_meta)
+                            if (
+                                type(text) is str
+                                and type(doc_id) is str
+                                and (src is None or type(src) is str)
+                                and (added is None or type(added) is str)
+                                and (created is None or type(created) is str)
+                                and doc_id.strip()
+                            ):
+                                try:
+                                    meta = None if meta is None else dumps(meta)
+                                except TypeError:
+                                    pass  # (nesting orjson won't write) the careful branch below
+                                else:
+                                    src = source or src or fallback
+                                    row = (src, doc_id, text, added, created, meta, line_no)
+                        if row is None:  # a dict orjson read is not parsed again
+                            src, doc, reason = _careful(
+                                raw,
+                                not terminated,
+                                source,
+                                fallback,
+                                fields,
+                                rec if type(rec) is dict else None,
+                            )
+                            if reason is not None:
+                                reject(src, line_no, reason, raw)
+                                continue
+                            text = doc[1]
+                            row = (src, *doc, line_no)
+                        rows.append(row)
+                        buffered += len(text)
+                        if buffered >= BUFFER_BYTES or len(rows) >= ROW_GROUP_ROWS:
+                            out.buffered = buffered
+                            if buffered >= BUFFER_BYTES:
+                                out.flush()
+                            else:  # bounds the Python rows held: a table of them
+                                out._rows_to_piece()
+                            rows, buffered = out.rows, out.buffered
+                    out.buffered = buffered
+            except StreamError as e:
+                e.line_no = lines_read + 1
+                lines_read += 1
+                stream_errors.append(
+                    {"file": src_file, "offset": e.offset, "line": e.line_no, "detail": e.message}
+                )
+                reject(
+                    fallback,
+                    e.line_no,
+                    "corrupt_stream",
+                    e.partial,
+                    offset=e.offset,
+                    detail=e.message,
+                )
+            total_lines += lines_read
         ids_file = _ids_path(workdir_p, index)
     except BaseException as e:  # leave nothing half-written
         error = e
@@ -1174,9 +1183,9 @@ def _ingest_shard(
 
     ingested = dict(out.count)
     stats = {
-        "file": src_file,
+        "files": [str(p) for p in paths],
         "part": index,
-        "lines_read": lines_read,
+        "lines_read": total_lines,
         "ingested": sum(ingested.values()),
         "quarantined": sum(reasons.values()),
         "reasons": dict(sorted(reasons.items())),
@@ -1190,8 +1199,8 @@ def _ingest_shard(
             for p in out.paths() + sorted(quarantine_files) + [str(ids_file)]
         ],
     }
-    if stream_error:
-        stats["stream_error"] = stream_error
+    if stream_errors:
+        stats["stream_errors"] = stream_errors
     return stats
 
 
@@ -1313,16 +1322,34 @@ def _outputs_of(workdir: Path, record: dict) -> list[Path]:
     return [Path(os.path.abspath(Path(workdir) / p)) for p in record["stats"]["outputs"]]
 
 
-def _pair_key(source: str | None, shard: str) -> str:
-    return orjson.dumps([source, shard]).decode()
+def _ends_unit(shard: str, size: int, group_below: int) -> bool:
+    """Whether a unit of small shards ends after `shard`: with probability size / (2 x
+    group_below), decided by a hash of the shard's name (the same in every run)."""
+    h = int.from_bytes(hashlib.blake2b(shard.encode(), digest_size=8).digest(), "little")
+    return h / 2**64 < size / (2 * group_below)
+
+
+def _unit_key(source: str | None, shards: list[str]) -> str:
+    """parts.json's key of a unit: [source, shard, ...] as JSON."""
+    return orjson.dumps([source, *shards]).decode()
 
 
 PRUNE_MODES = ("inputs", "sources")
-INGEST_VERSION = 3  # bump when the output of a task changes for the same input
+INGEST_VERSION = 4  # bump when the output of a task changes for the same input
+# Shards smaller than this (bytes on disk) are ingested together, consecutive ones of a source
+# up to 4x as many bytes, into one part per source: a thousand files of a few KB are a few
+# tasks and parts, not a thousand of each (a part costs about a millisecond in every stage).
+GROUP_BELOW_BYTES = 8 << 20
+UNIT_SHARDS = 4096  # the most shards one task ingests together
 
 
 class IngestStage(Stage):
-    """Raw shards -> documents/ and quarantine/, one task per (source, shard).
+    """Raw shards -> documents/ and quarantine/, one task per unit: a shard, or consecutive
+    shards of one source smaller than `group_below` bytes, ingested together into one part per
+    source (0: every shard alone). A unit's part number is stable while its shards stay the
+    same; a unit whose shards change (one added or removed) is ingested again as a new one.
+    Where small shards' units end depends on each shard's own name and size, not on the
+    shards before it, so adding or removing one changes its own unit only.
 
     `prune` says which earlier outputs are stale: "inputs" (the command line's default): a
     shard that an input of this run (the same folder or glob, for the same source) no longer
@@ -1332,9 +1359,17 @@ class IngestStage(Stage):
 
     name = "ingest"
 
-    def __init__(self, workdir: str | Path, sources: list[IngestSource], prune: str = "inputs"):
+    def __init__(
+        self,
+        workdir: str | Path,
+        sources: list[IngestSource],
+        prune: str = "inputs",
+        group_below: int = GROUP_BELOW_BYTES,
+    ):
         if prune not in PRUNE_MODES:
             raise ValueError(f"prune must be one of {PRUNE_MODES}")
+        if not isinstance(group_below, int) or group_below < 0:
+            raise MixerError(f"group_below: {group_below!r} is not a size in bytes (0: off)")
         sources = list(sources)
         for s in sources:
             if s.name is not None and (not isinstance(s.name, str) or not s.name):
@@ -1347,6 +1382,7 @@ class IngestStage(Stage):
         super().__init__(workdir, {"version": INGEST_VERSION})
         self.sources = sources
         self.prune = prune
+        self.group_below = group_below
         self._plan_cache = None
         self._run_token = None
         self._skipped = 0
@@ -1377,6 +1413,43 @@ class IngestStage(Stage):
         )
         return self._plan_cache
 
+    def _units(self) -> list[dict]:
+        """The plan cut into units of work, in plan order: {"key", "source", "shards", "sizes",
+        "fields", "items"}. A shard of `group_below` bytes or more is a unit alone; smaller
+        ones of the same source and fields join the open unit, which closes after a shard that
+        `_ends_unit` picks (about every 2 x group_below bytes), or before it would pass
+        4 x group_below bytes or UNIT_SHARDS shards. Never depends on the workers."""
+        units: list[dict] = []
+        open_unit = None  # the unit small shards may still join
+        limit = 4 * self.group_below
+        for (source, shard), entry in self._plan().items():
+            size = _stat(shard)["size"]
+            small = size < self.group_below
+            if not (
+                small
+                and open_unit is not None
+                and open_unit["source"] == source
+                and open_unit["fields"] == entry["fields"]
+                and sum(open_unit["sizes"]) + size <= limit
+                and len(open_unit["shards"]) < UNIT_SHARDS
+            ):
+                open_unit = {
+                    "source": source,
+                    "shards": [],
+                    "sizes": [],
+                    "fields": entry["fields"],
+                    "items": [],
+                }
+                units.append(open_unit)
+            open_unit["shards"].append(shard)
+            open_unit["sizes"].append(size)
+            open_unit["items"] += [i for i in entry["items"] if i not in open_unit["items"]]
+            if not small or _ends_unit(shard, size, self.group_below):
+                open_unit = None
+        for unit in units:
+            unit["key"] = _unit_key(unit["source"], unit["shards"])
+        return units
+
     def input_fingerprint(self):
         out = []
         for (source, shard), entry in self._plan().items():
@@ -1388,8 +1461,8 @@ class IngestStage(Stage):
     def outputs(self) -> list[Path]:
         parts = _read_parts(self.workdir)
         files = []
-        for source, shard in self._plan():
-            index = parts.get(_pair_key(source, shard))
+        for unit in self._units():
+            index = parts.get(unit["key"])
             rec = read_json(_record_path(self.workdir, index)) if index is not None else None
             if rec is None:
                 return [_state(self.workdir) / "missing-record"]  # not done: never exists
@@ -1410,53 +1483,54 @@ class IngestStage(Stage):
 
     def tasks(self) -> list[Task]:
         plan = self._plan()
-        parts = _assign_parts(self.workdir, list(plan))
-        self._prune(plan, parts)
+        units = self._units()
+        parts = _assign_parts(self.workdir, [u["key"] for u in units])
+        self._prune(plan, parts, {u["key"] for u in units})
         self._run_token = f"{time.time_ns()}-{os.getpid()}"
         tasks, skipped = [], 0
-        for (source, shard), entry in plan.items():
-            index = parts[_pair_key(source, shard)]
-            fp = _stat(shard)
+        for unit in units:
+            source, shards, fields = unit["source"], unit["shards"], unit["fields"]
+            index = parts[unit["key"]]
+            stamps = [[fp["size"], fp["mtime_ns"]] for fp in map(_stat, shards)]
             rec = read_json(_record_path(self.workdir, index))
             epoch = 0
-            if rec and rec.get("source") == source and rec.get("shard") == shard:
+            if rec and rec.get("source") == source and rec.get("shards") == shards:
                 epoch = rec.get("epoch", 0)
                 complete = all(p.exists() for p in _outputs_of(self.workdir, rec))
                 if not complete:
                     epoch += 1  # an output was removed: the task must run again
-                elif rec.get("fingerprint") == [fp["size"], fp["mtime_ns"]] and rec.get(
-                    "fields"
-                ) == dataclasses.asdict(entry["fields"]):
-                    skipped += 1
+                elif rec.get("fingerprint") == stamps and rec.get("fields") == dataclasses.asdict(
+                    fields
+                ):
+                    skipped += len(shards)
             tasks.append(
                 Task(
                     key=part_name(index, ""),
                     args={
                         "source": source,
-                        "shard": shard,
+                        "shards": shards,
                         "index": index,
-                        "fields": entry["fields"],
-                        "items": entry["items"],
+                        "fields": fields,
+                        "items": unit["items"],
                         "epoch": epoch,
                         "token": self._run_token,
                     },
                     fingerprint={
                         "source": source,
-                        "shard": shard,
-                        "size": fp["size"],
-                        "mtime_ns": fp["mtime_ns"],
-                        "fields": dataclasses.asdict(entry["fields"]),
+                        "shards": shards,
+                        "stamps": stamps,
+                        "fields": dataclasses.asdict(fields),
                         "epoch": epoch,
                     },
-                    weight=max(1, fp["size"]),
+                    weight=max(1, sum(stamp[0] for stamp in stamps)),
                 )
             )
         self._skipped = skipped
         return tasks
 
-    def _prune(self, plan: dict, parts: dict) -> None:
-        """Remove the outputs of (source, shard) pairs this run's sources no longer yield."""
-        current = {_pair_key(s, sh) for s, sh in plan}
+    def _prune(self, plan: dict, parts: dict, current: set[str]) -> None:
+        """Remove the outputs of units (`current`: this run's) that this run's sources no
+        longer yield, or that now fall into other units."""
         names = {s for s, _ in plan} | {s.name for s in self.sources}
         items: dict = {}
         for (s, _), entry in plan.items():
@@ -1489,13 +1563,16 @@ class IngestStage(Stage):
         workdir = str(self.workdir)
         record_path = _record_path(self.workdir, a["index"])
         previous = read_json(record_path)
-        try:
-            fp = file_fingerprint(a["shard"], with_hash=False)
-        except OSError as e:
-            raise _os_error(e, a["shard"], workdir) from None
-        stats = ingest_shard(workdir, a["shard"], a["index"], a["source"], a["fields"])
-        if previous and previous.get("shard") == a["shard"]:
-            # outputs of an older version of this shard that this run did not rewrite
+        stamps = []
+        for shard in a["shards"]:
+            try:
+                fp = file_fingerprint(shard, with_hash=False)
+            except OSError as e:
+                raise _os_error(e, shard, workdir) from None
+            stamps.append([fp["size"], fp["mtime_ns"]])
+        stats = ingest_shard(workdir, a["shards"], a["index"], a["source"], a["fields"])
+        if previous and previous.get("shards") == a["shards"]:
+            # outputs of an older version of these shards that this run did not rewrite
             now = set(_outputs_of(self.workdir, {"stats": stats}))
             for stale in set(_outputs_of(self.workdir, previous)) - now:
                 stale.unlink(missing_ok=True)
@@ -1504,10 +1581,10 @@ class IngestStage(Stage):
                 record_path,
                 {
                     "source": a["source"],
-                    "shard": a["shard"],
+                    "shards": a["shards"],
                     "items": a["items"],
                     "fields": dataclasses.asdict(a["fields"]),
-                    "fingerprint": [fp["size"], fp["mtime_ns"]],
+                    "fingerprint": stamps,
                     "epoch": a["epoch"],
                     "stats": stats,
                 },
@@ -1520,9 +1597,9 @@ class IngestStage(Stage):
     def finish(self, results: list[dict]) -> dict:
         duplicates = duplicate_ids(self.workdir)  # over every part of the workdir, once
         summary = _summary(results, duplicates)
-        fresh = sum(1 for r in results if r.get("token") == self._run_token)
+        fresh = sum(len(r["files"]) for r in results if r.get("token") == self._run_token)
         summary["shards_ingested"] = fresh
-        summary["shards_skipped"] = len(results) - fresh
+        summary["shards_skipped"] = summary["shards"] - fresh
         write_json_atomic(
             state_dir(self.workdir) / "ingest.json", summarize(self.workdir, duplicates=duplicates)
         )
@@ -1541,9 +1618,9 @@ def _read_parts(workdir: Path) -> dict[str, int]:
     return read_json(_state(workdir) / "parts.json", {})
 
 
-def _assign_parts(workdir: Path, pairs: list[tuple]) -> dict[str, int]:
-    """Stable part numbers per (source, shard): known pairs keep theirs, new ones get the next
-    free numbers (never one used before in this workdir, even by an older layout)."""
+def _assign_parts(workdir: Path, keys: list[str]) -> dict[str, int]:
+    """Stable part numbers per unit: known units keep theirs, new ones get the next free
+    numbers (never one used before in this workdir, even by an older layout)."""
     path = _state(workdir) / "parts.json"
     parts: dict[str, int] = read_json(path, {})
     next_index = max(parts.values(), default=-1) + 1
@@ -1553,8 +1630,7 @@ def _assign_parts(workdir: Path, pairs: list[tuple]) -> dict[str, int]:
         except (IndexError, ValueError):
             continue
     changed = False
-    for source, shard in pairs:
-        key = _pair_key(source, shard)
+    for key in keys:
         if key not in parts:
             parts[key] = next_index
             next_index += 1
@@ -1574,10 +1650,9 @@ def _summary(stats: list[dict], duplicates: dict[str, int]) -> dict:
         reasons.update(s["reasons"])
         for src, c in s["per_source"].items():
             per_source.setdefault(src, Counter()).update(c)
-        if s.get("stream_error"):
-            stream_errors.append({"file": s["file"], **s["stream_error"]})
+        stream_errors += s.get("stream_errors", [])
     out = {
-        "shards": len(stats),
+        "shards": sum(len(s["files"]) for s in stats),
         "lines_read": totals["lines_read"],
         "ingested": totals["ingested"],
         "quarantined": totals["quarantined"],
@@ -1624,12 +1699,16 @@ def ingest(
     progress: bool = True,
     prune: str = "inputs",
     echo=None,
+    group_below: int = GROUP_BELOW_BYTES,
 ) -> dict:
     """Ingest shards into `workdir` (one source: `source`, or each document's own). Returns the
-    summary (this run's inputs; the whole workdir's is in state/ingest.json)."""
+    summary (this run's inputs; the whole workdir's is in state/ingest.json). Shards under
+    `group_below` bytes are ingested together (IngestStage)."""
     from mixer.executor import current_executor
 
-    stage = IngestStage(workdir, [IngestSource(source, list(inputs), fields or FieldMap())], prune)
+    stage = IngestStage(
+        workdir, [IngestSource(source, list(inputs), fields or FieldMap())], prune, group_below
+    )
     executor = current_executor(workers)
     ctx = RunContext(Path(workdir), executor, progress, echo or (lambda _msg: None))
     summary = run_stage(stage, ctx)

@@ -249,7 +249,7 @@ def build_stages(recipe, workdir: Path) -> list[Stage]:
         IngestSource(name, list(spec.inputs), _field_map(FieldMap, spec))
         for name, spec in recipe.sources.items()
     ]
-    stages.append(IngestStage(wd, sources, prune="sources"))  # a task per (source, shard)
+    stages.append(IngestStage(wd, sources, prune="sources"))  # a task per shard or unit
 
     tok = recipe.tokenizer
     if tok.get("path"):

@@ -155,12 +155,12 @@ def test_duplicate_ids_are_counted(tmp_path: Path):
 
 def test_rerun_skips_and_changed_shard_is_redone(messy_dir: Path, tmp_path: Path):
     wd = tmp_path / "wd"
-    ingest([str(messy_dir)], wd, progress=False)
-    again = ingest([str(messy_dir)], wd, progress=False)
+    ingest([str(messy_dir)], wd, progress=False, group_below=0)
+    again = ingest([str(messy_dir)], wd, progress=False, group_below=0)
     assert again["shards_ingested"] == 0 and again["shards_skipped"] == 4
     f = messy_dir / "web" / "a.jsonl"
     f.write_bytes(f.read_bytes().replace(b"document number 1 ", b"changed number 1 "))
-    third = ingest([str(messy_dir)], wd, progress=False)
+    third = ingest([str(messy_dir)], wd, progress=False, group_below=0)
     assert third["shards_ingested"] == 1 and third["ingested"] == again["ingested"]
 
 
@@ -211,7 +211,7 @@ def _big_corpus(root: Path) -> Path:
 def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
     corpus = _big_corpus(tmp_path)
     clean = tmp_path / "clean"
-    ingest([str(corpus)], clean, workers=2, progress=False)
+    ingest([str(corpus)], clean, workers=2, progress=False, group_below=0)
 
     wd = tmp_path / "killed"
     cmd = [
@@ -224,6 +224,8 @@ def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
         str(wd),
         "--workers",
         "1",
+        "--group-below",
+        "0",
         "--quiet",
     ]
     proc = subprocess.Popen(cmd, start_new_session=True)
@@ -242,7 +244,7 @@ def test_kill_and_rerun_is_byte_identical(tmp_path: Path):
         time.sleep(0.002)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    summary = ingest([str(corpus)], wd, workers=1, progress=False)
+    summary = ingest([str(corpus)], wd, workers=1, progress=False, group_below=0)
     assert summary["shards_skipped"] >= 1
     assert _digest(wd) == _digest(clean)
     assert not list(wd.rglob(".tmp-*"))
@@ -276,7 +278,7 @@ def test_duplicate_ids_are_exact_per_source_in_bounded_windows(tmp_path: Path, m
     monkeypatch.setattr(pq, "read_table", no_parquet_reads)
     monkeypatch.setattr(pq, "ParquetFile", no_parquet_reads)
     wd = tmp_path / "wd"
-    s = ingest([str(raw)], wd, workers=1, progress=False)
+    s = ingest([str(raw)], wd, workers=1, progress=False, group_below=0)
     got = {src: c["duplicate_ids"] for src, c in s["sources"].items()}
     assert got == {src: expected.get(src, 0) for src in seen}
     assert all(v > 0 for v in got.values())
@@ -287,7 +289,7 @@ def test_duplicate_ids_are_exact_per_source_in_bounded_windows(tmp_path: Path, m
     ids = sorted((wd / "state" / "ingest" / "ids").glob("part-*.ids"))
     assert len(ids) == 3
     ids[0].unlink()
-    again = ingest([str(raw)], wd, workers=1, progress=False)
+    again = ingest([str(raw)], wd, workers=1, progress=False, group_below=0)
     assert again["shards_ingested"] == 1
     assert {src: c["duplicate_ids"] for src, c in again["sources"].items()} == got
 
@@ -399,6 +401,8 @@ def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
 
 
 def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
+    import mixer.ingest as ing
+
     raw = tmp_path / "raw"
     raw.mkdir()
     for shard in range(3):
@@ -410,18 +414,20 @@ def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
         (raw / f"s{shard}.jsonl.zst").write_bytes(
             zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
         )
-    outs = {}
-    for workers in (1, 2):
-        wd = tmp_path / f"wd{workers}"
-        ingest([str(raw)], wd, workers=workers, progress=False)
-        outs[workers] = {
-            str(p.relative_to(wd)): p.read_bytes()
-            for sub in ("documents", "quarantine", "state/ingest/ids")
-            for p in sorted((wd / sub).rglob("*"))
-            if p.is_file()
-        }
-    assert len(outs[1]) == 3 * 3 + 3 + 3  # parts, quarantine files, id files
-    assert outs[1] == outs[2]
+    for group_below, files in ((0, 3 * 3 + 3 + 3), (ing.GROUP_BELOW_BYTES, 3 + 1 + 1)):
+        outs = {}
+        for workers in (1, 2):
+            wd = tmp_path / f"wd{workers}-{group_below}"
+            ingest([str(raw)], wd, workers=workers, progress=False, group_below=group_below)
+            outs[workers] = {
+                str(p.relative_to(wd)): p.read_bytes()
+                for sub in ("documents", "quarantine", "state/ingest/ids")
+                for p in sorted((wd / sub).rglob("*"))
+                if p.is_file()
+            }
+        # parts, quarantine files, id files: per shard, or one of each for the three together
+        assert len(outs[1]) == files
+        assert outs[1] == outs[2]
 
 
 def _count_arrow_blocks(monkeypatch) -> list:
@@ -440,11 +446,11 @@ def _count_arrow_blocks(monkeypatch) -> list:
     return parsed
 
 
-def _ingest_line_by_line(monkeypatch, raw: Path, out: Path) -> None:
+def _ingest_line_by_line(monkeypatch, raw: Path, out: Path, **options) -> None:
     import mixer.ingest as ing
 
     monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
-    ingest([str(raw)], out, progress=False, workers=1)
+    ingest([str(raw)], out, progress=False, workers=1, **options)
 
 
 def _outputs(wd: Path) -> dict:
@@ -534,11 +540,10 @@ def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypa
     ]
     (raw / "mixed.jsonl").write_bytes(b"\n".join(mixed) + b"\n")
     parsed = _count_arrow_blocks(monkeypatch)
-    ingest([str(raw / "clean.jsonl")], tmp_path / "arrow", progress=False, workers=1)
-    assert parsed == [400]
-    ingest([str(raw / "mixed.jsonl")], tmp_path / "arrow", progress=False, workers=1)
-    assert parsed[1:] == [None]
-    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
+    for name in ("clean.jsonl", "mixed.jsonl"):  # a unit (and a part) each, as line by line
+        ingest([str(raw / name)], tmp_path / "arrow", progress=False, workers=1, group_below=0)
+    assert parsed == [400, None]
+    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
 
     arrow, lines = _outputs(tmp_path / "arrow"), _outputs(tmp_path / "lines")
     assert arrow.keys() == lines.keys()

@@ -480,8 +480,8 @@ def test_adding_an_input_reruns_only_its_shards(tmp_path: Path):
     x = _shard(tmp_path / "raw" / "x.jsonl", [_doc(i) for i in range(3)])
     y = _shard(tmp_path / "raw2" / "y.jsonl.gz", [_doc(i) for i in range(3, 6)])
     wd = tmp_path / "wd"
-    ingest([str(x)], wd, source="web", progress=False, workers=1)
-    s = ingest([str(x), str(y)], wd, source="web", progress=False, workers=1)
+    ingest([str(x)], wd, source="web", progress=False, workers=1, group_below=0)
+    s = ingest([str(x), str(y)], wd, source="web", progress=False, workers=1, group_below=0)
     assert s["shards_ingested"] == 1 and s["shards_skipped"] == 1 and s["ingested"] == 6
 
 
@@ -506,14 +506,17 @@ def test_ingest_stage_bytes_do_not_depend_on_workers(tmp_path: Path):
             if p.is_file()
         }
 
-    out = []
-    for workers in (1, 2):
-        wd = tmp_path / f"wd{workers}"
-        ctx = RunContext(wd, LocalExecutor(workers), progress=False, echo=lambda _m: None)
-        s = run_stage(IngestStage(wd, sources), ctx)
-        assert s["lines_read"] == 2 * 153 and s["quarantined"] == 6
-        out.append(digest(wd))
-    assert out[0] == out[1] and len(out[0]) == 3 * 3 + 3 + 3  # web, s2/pes2o, all; quarantine
+    # per shard: web, s2/pes2o and all per shard, a quarantine file per shard and source;
+    # grouped (the default): the three shards as one unit per source of the run
+    for group_below, files in ((0, 3 * 3 + 3 + 3), (8 << 20, 3 + 2)):
+        out = []
+        for workers in (1, 2):
+            wd = tmp_path / f"wd{workers}-{group_below}"
+            ctx = RunContext(wd, LocalExecutor(workers), progress=False, echo=lambda _m: None)
+            s = run_stage(IngestStage(wd, sources, group_below=group_below), ctx)
+            assert s["lines_read"] == 2 * 153 and s["quarantined"] == 6
+            out.append(digest(wd))
+        assert out[0] == out[1] and len(out[0]) == files
 
 
 def test_outputs_get_the_usual_permissions_and_no_temporaries_stay(tmp_path: Path):

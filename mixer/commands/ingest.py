@@ -5,7 +5,17 @@ from __future__ import annotations
 import click
 
 from mixer.commands.options import executor_options, quiet_option, workers_option
-from mixer.ingest import FieldMap, ingest
+from mixer.ingest import GROUP_BELOW_BYTES, FieldMap, ingest
+from mixer.recipe_schema import parse_size
+
+
+def _group_below(ctx, param, value) -> int:
+    if str(value).strip() == "0":
+        return 0
+    size = parse_size(int(value) if str(value).isdigit() else value)
+    if size is None:
+        raise click.BadParameter(f"{value!r} is not a size (bytes, or like 8MB; 0: off)")
+    return size
 
 
 def print_ingest_summary(summary: dict) -> None:
@@ -55,6 +65,15 @@ def print_ingest_summary(summary: dict) -> None:
 @click.option("--added-field", default="added", show_default=True)
 @click.option("--created-field", default="created", show_default=True)
 @click.option("--metadata-field", default="metadata", show_default=True)
+@click.option(
+    "--group-below",
+    default=f"{GROUP_BELOW_BYTES >> 20}MB",
+    show_default=True,
+    callback=_group_below,
+    help="Shards smaller than this (on disk) are ingested together, consecutive ones of a "
+    "source up to 4x this per task, into one part per source: many small files make a few "
+    "parts, not one each. 0: a task and a part per shard.",
+)
 @quiet_option
 def ingest_cmd(
     inputs,
@@ -68,11 +87,13 @@ def ingest_cmd(
     added_field,
     created_field,
     metadata_field,
+    group_below,
     quiet,
 ):
     """Stream JSONL shards (.jsonl, .json.gz, .jsonl.gz, .jsonl.zst; files, folders or globs) into
     WORKDIR/documents/<source>/part-NNNNN.parquet. Bad lines go to WORKDIR/quarantine/ with
-    their file, line and reason; unchanged shards are skipped on rerun."""
+    their file, line and reason; unchanged shards are skipped on rerun (small shards are
+    ingested, and skipped, together: --group-below)."""
     fields = FieldMap(
         id_field, text_field, source_field, added_field, created_field, metadata_field
     )
@@ -94,6 +115,7 @@ def ingest_cmd(
                 fields=fields,
                 workers=workers,
                 progress=not quiet,
+                group_below=group_below,
             )
     finally:
         executor.close()

@@ -1,0 +1,143 @@
+"""Ingest units: small shards are ingested together (one task, one part per source), every
+line still accounted for with its own file and line, and a changed or added shard reruns its
+own unit only, to the bytes a fresh run writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from mixer.cli import main
+from mixer.ingest import IngestSource, IngestStage, ingest
+
+GROUP = 4000  # bytes: shards below this are grouped, units end about every 8 KB
+
+
+def _shard(path: Path, first: int, n: int, bad: bool = False) -> Path:
+    lines = [
+        orjson.dumps({"id": f"d{first + i}", "text": f"text {first + i} " * 10, "source": "web"})
+        for i in range(n)
+    ]
+    if bad:
+        lines.insert(1, b"{broken")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _corpus(root: Path, shards: int) -> Path:
+    for s in range(shards):
+        _shard(root / f"s{s:03d}.jsonl", s * 100, 5 + s % 7, bad=s % 10 == 3)
+    return root
+
+
+def _digest(wd: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(wd)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for sub in ("documents", "quarantine", "state/ingest/ids")
+        if (wd / sub).exists()
+        for p in sorted((wd / sub).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _parts(wd: Path) -> list[Path]:
+    return sorted((wd / "documents").rglob("*.parquet"))
+
+
+def test_small_shards_make_few_parts_and_keep_every_line(tmp_path: Path):
+    raw = _corpus(tmp_path / "raw", 60)
+    wd = tmp_path / "wd"
+    s = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    alone = ingest([str(raw)], tmp_path / "alone", progress=False, workers=1, group_below=0)
+    assert s["shards"] == alone["shards"] == 60 and s["shards_ingested"] == 60
+    assert s["lines_read"] == alone["lines_read"] == s["ingested"] + s["quarantined"]
+    assert (s["ingested"], s["quarantined"]) == (alone["ingested"], alone["quarantined"])
+    assert 1 < len(_parts(wd)) < 20 and len(_parts(tmp_path / "alone")) == 60
+    # the same rows, each with its own shard and line, whatever the grouping
+    rows = pq.read_table(wd / "documents" / "web").to_pylist()
+    key = lambda r: (r["src_file"], r["src_line"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(
+        pq.read_table(tmp_path / "alone" / "documents" / "web").to_pylist(), key=key
+    )
+    assert {r["src_file"] for r in rows} == {str(p) for p in sorted(raw.iterdir())}
+    quarantined = [
+        json.loads(line)
+        for q in sorted((wd / "quarantine").rglob("*.jsonl"))
+        for line in q.read_text().splitlines()
+    ]
+    assert sorted((q["src_file"], q["src_line"]) for q in quarantined) == [
+        (str(raw / f"s{s:03d}.jsonl"), 2) for s in range(60) if s % 10 == 3
+    ]
+
+
+def test_an_added_or_changed_small_shard_reruns_its_unit_only(tmp_path: Path):
+    raw = _corpus(tmp_path / "raw", 60)
+    wd = tmp_path / "wd"
+    ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    units = len(_parts(wd))
+    again = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    assert again["shards_ingested"] == 0 and again["shards_skipped"] == 60
+
+    _shard(raw / "s030a.jsonl", 10_000, 4)  # sorts into the middle
+    added = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    assert 1 <= added["shards_ingested"] < 30 and added["shards_skipped"] > 30
+    assert added["shards"] == 61 and len(_parts(wd)) in (units, units + 1)
+    new_rows = pq.read_table(wd / "documents" / "web", filters=[("id", "=", "d10000")])
+    assert new_rows.column("src_file").to_pylist() == [str(raw / "s030a.jsonl")]
+
+    _shard(raw / "s045.jsonl", 20_000, 3)  # rewritten
+    changed = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    assert 1 <= changed["shards_ingested"] < 30
+
+    # what is left is what a fresh run writes, but for part numbers: same rows per unit
+    fresh = tmp_path / "fresh"
+    first = ingest([str(raw)], fresh, progress=False, workers=1, group_below=GROUP)
+    rows = lambda w: sorted(  # noqa: E731
+        (r["src_file"], r["src_line"], r["id"], r["text"])
+        for p in _parts(w)
+        for r in pq.read_table(p).to_pylist()
+    )
+    assert rows(wd) == rows(fresh)
+    summary = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
+    assert summary["shards_ingested"] == 0 and summary["shards_skipped"] == 61
+    for k in ("lines_read", "ingested", "quarantined"):
+        assert summary[k] == first[k], k
+    assert len(_parts(wd)) == len(_parts(fresh))
+
+
+def test_units_do_not_depend_on_the_workers(tmp_path: Path):
+    from mixer.executor import LocalExecutor
+    from mixer.stage import RunContext, run_stage
+
+    raw = _corpus(tmp_path / "raw", 40)
+    digests = []
+    for workers in (1, 2):
+        wd = tmp_path / f"wd{workers}"
+        ctx = RunContext(wd, LocalExecutor(workers), progress=False, echo=lambda _m: None)
+        stage = IngestStage(wd, [IngestSource(None, [str(raw)])], group_below=GROUP)
+        run_stage(stage, ctx)
+        ctx.executor.close()
+        digests.append(_digest(wd))
+    assert digests[0] == digests[1] and len(digests[0]) > 3
+
+
+def test_group_below_option(tmp_path: Path):
+    raw = _corpus(tmp_path / "raw", 12)
+    runner = CliRunner()
+    r = runner.invoke(
+        main, ["ingest", str(raw), "--out", str(tmp_path / "wd"), "--group-below", "lots"]
+    )
+    assert r.exit_code == 2 and "not a size" in r.output
+    r = runner.invoke(
+        main, ["ingest", str(raw), "--out", str(tmp_path / "wd"), "--group-below", "0", "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "12 ingested" in r.output and len(_parts(tmp_path / "wd")) == 12
+    r = runner.invoke(main, ["ingest", str(raw), "--out", str(tmp_path / "wd2"), "-q"])
+    assert r.exit_code == 0 and len(_parts(tmp_path / "wd2")) == 1  # 8 MB: one unit
