@@ -141,3 +141,23 @@ def test_group_below_option(tmp_path: Path):
     assert "12 ingested" in r.output and len(_parts(tmp_path / "wd")) == 12
     r = runner.invoke(main, ["ingest", str(raw), "--out", str(tmp_path / "wd2"), "-q"])
     assert r.exit_code == 0 and len(_parts(tmp_path / "wd2")) == 1  # 8 MB: one unit
+
+
+def test_a_damaged_shard_in_a_unit_keeps_the_others(tmp_path: Path):
+    import gzip
+
+    raw = tmp_path / "raw"
+    _shard(raw / "a.jsonl", 0, 20)
+    whole = b"\n".join(
+        orjson.dumps({"id": f"g{i}", "text": f"gzip text {i} " * 30}) for i in range(2000)
+    )
+    (raw / "b.jsonl.gz").write_bytes(gzip.compress(whole + b"\n")[:-3000])  # cut short
+    _shard(raw / "c.jsonl", 100, 20)
+    s = ingest([str(raw)], tmp_path / "wd", progress=False, workers=1)
+    assert {p.name for p in _parts(tmp_path / "wd")} == {"part-00000.parquet"}  # one unit
+    (err,) = s["stream_errors"]
+    assert err["file"] == str(raw / "b.jsonl.gz") and err["line"] > 1000
+    assert s["quarantine_reasons"] == {"corrupt_stream": 1}
+    assert s["lines_read"] == 20 + 20 + err["line"] == s["ingested"] + 1
+    files = pq.read_table(tmp_path / "wd" / "documents").column("src_file").to_pylist()
+    assert files.count(str(raw / "a.jsonl")) == files.count(str(raw / "c.jsonl")) == 20
