@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import orjson
 import zstandard
 
@@ -78,14 +79,18 @@ def reshard(path: Path, shards: int, out_dir: Path) -> list[Path]:
     if all(p.exists() for p in paths):
         return paths
     lines = [line for _, block, _ in iter_line_blocks(path) for line in block]
-    total = sum(len(x) + 1 for x in lines)
+    if len(lines) < shards:
+        raise SystemExit(f"{path}: {len(lines)} lines can't make {shards} shards")
+    ends = np.cumsum([len(x) + 1 for x in lines])
+    # shard k ends at the first line reaching (k + 1) / shards of the bytes, one line at least
+    k = np.arange(1, shards)
+    cuts = np.searchsorted(ends, ends[-1] * k / shards) + 1
+    cuts = np.maximum.accumulate(np.maximum(cuts, k) - k) + k  # strictly increasing
+    cuts = np.minimum(cuts, len(lines) - shards + k)  # and room left for the shards after
+    bounds = [0, *cuts.tolist(), len(lines)]
     cctx = zstandard.ZstdCompressor(level=3)
-    start, acc, i = 0, 0, 0
-    for j, line in enumerate(lines):
-        acc += len(line) + 1
-        if acc >= total * (i + 1) / shards or j == len(lines) - 1:
-            paths[i].write_bytes(cctx.compress(b"\n".join(lines[start : j + 1]) + b"\n"))
-            start, i = j + 1, i + 1
+    for i, out in enumerate(paths):
+        out.write_bytes(cctx.compress(b"\n".join(lines[bounds[i] : bounds[i + 1]]) + b"\n"))
     return paths
 
 
