@@ -1403,6 +1403,13 @@ def _ends_unit(shard: str, size: int, group_below: int) -> bool:
     return h / 2**64 < size / (2 * group_below)
 
 
+def _record_shards(record: dict) -> list[str] | None:
+    """The shards a task record covers (records of older versions name one shard)."""
+    if "shards" in record:
+        return record["shards"]
+    return [record["shard"]] if "shard" in record else None
+
+
 def _unit_key(source: str | None, shards: list[str]) -> str:
     """parts.json's key of a unit: [source, shard, ...] as JSON."""
     return orjson.dumps([source, *shards]).decode()
@@ -1568,7 +1575,7 @@ class IngestStage(Stage):
             stamps = [[fp["size"], fp["mtime_ns"]] for fp in map(_stat, shards)]
             rec = read_json(_record_path(self.workdir, index))
             epoch = 0
-            if rec and rec.get("source") == source and rec.get("shards") == shards:
+            if rec and rec.get("source") == source and _record_shards(rec) == shards:
                 epoch = rec.get("epoch", 0)
                 complete = all(p.exists() for p in _outputs_of(self.workdir, rec))
                 if not complete:
@@ -1645,7 +1652,7 @@ class IngestStage(Stage):
                 raise _os_error(e, shard, workdir) from None
             stamps.append([fp["size"], fp["mtime_ns"]])
         stats = ingest_shard(workdir, a["shards"], a["index"], a["source"], a["fields"])
-        if previous and previous.get("shards") == a["shards"]:
+        if previous and _record_shards(previous) == a["shards"]:
             # outputs of an older version of these shards that this run did not rewrite
             now = set(_outputs_of(self.workdir, {"stats": stats}))
             for stale in set(_outputs_of(self.workdir, previous)) - now:
@@ -1725,8 +1732,10 @@ def _summary(stats: list[dict], duplicates: dict[str, int]) -> dict:
         for src, c in s["per_source"].items():
             per_source.setdefault(src, Counter()).update(c)
         stream_errors += s.get("stream_errors", [])
+        if s.get("stream_error"):  # a record of an older version: one shard per task
+            stream_errors.append({"file": s["file"], **s["stream_error"]})
     out = {
-        "shards": sum(len(s["files"]) for s in stats),
+        "shards": sum(len(s.get("files") or [s.get("file")]) for s in stats),
         "lines_read": totals["lines_read"],
         "ingested": totals["ingested"],
         "quarantined": totals["quarantined"],

@@ -132,9 +132,27 @@ def wait_for_task(node: subprocess.Popen, prefix: str, timeout: float, stop=None
 
 
 @contextmanager
-def ray_cluster(env_extra: dict | None = None, timeout: float = 90):
+def ray_cluster(env_extra: dict | None = None, timeout: float = 90, attempts: int = 3):
     """A head node (1 CPU, its own temp dir and ports); `add_worker_node` adds more. Every node
-    is stopped (its session SIGTERMed, then SIGKILLed) and the temp dir removed on exit."""
+    is stopped (its session SIGTERMed, then SIGKILLed) and the temp dir removed on exit. A head
+    that dies while starting (another Ray instance on this machine, e.g. a test of another
+    pytest worker, took a port it needed) is started again on fresh ports, up to `attempts`."""
+    cluster = None
+    try:
+        for _ in range(attempts):
+            cluster = _start_head(env_extra, timeout)
+            if cluster is not None:
+                break
+        else:
+            raise RuntimeError(f"the Ray head node did not start ({attempts} tries)")
+        yield cluster
+    finally:
+        if cluster is not None:
+            _stop_cluster(cluster)
+
+
+def _start_head(env_extra: dict | None, timeout: float) -> Cluster | None:
+    """A running head node, or None (and nothing left behind) if it died or never came up."""
     port, dash, client = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -153,13 +171,19 @@ def ray_cluster(env_extra: dict | None = None, timeout: float = 90):
         deadline = time.time() + timeout
         while not cluster.alive_nodes():
             if time.time() > deadline or head.poll() is not None:
-                raise RuntimeError("the Ray head node did not start")
+                _stop_cluster(cluster)
+                return None
             time.sleep(0.5)
-        yield cluster
-    finally:
-        for node in reversed(cluster.nodes):
-            _stop(node)
-        shutil.rmtree(temp, ignore_errors=True)
+    except BaseException:
+        _stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def _stop_cluster(cluster: Cluster) -> None:
+    for node in reversed(cluster.nodes):
+        _stop(node)
+    shutil.rmtree(cluster.temp, ignore_errors=True)
 
 
 def _stop(node: subprocess.Popen) -> None:

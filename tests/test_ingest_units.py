@@ -191,3 +191,25 @@ def test_small_whole_shards_are_parsed_together_with_their_own_lines(tmp_path: P
     )
     assert rows(tmp_path / "wd") == rows(tmp_path / "alone") and alone["ingested"] == s["ingested"]
     assert (str(bom), 1, "d600") in rows(tmp_path / "wd")
+
+
+def test_records_of_the_older_layout_still_add_up(tmp_path: Path):
+    """A workdir ingested by the version before units (a record per shard, "shard" and "file")
+    still sums up, and such a record's shard is recognised as the same unit."""
+    from mixer.ingest import summarize
+
+    a = _shard(tmp_path / "a" / "x.jsonl", 0, 5)
+    wd = tmp_path / "wd"
+    ingest([str(a)], wd, progress=False, workers=1, group_below=0)
+    (record,) = (wd / "state" / "ingest").glob("part-*.json")
+    rec = json.loads(record.read_text())
+    rec["shard"] = rec.pop("shards")[0]
+    rec["stats"]["file"] = rec["stats"].pop("files")[0]
+    rec["stats"]["stream_error"] = {"offset": 1, "line": 2, "detail": "old"}
+    record.write_text(json.dumps(rec))
+    _shard(tmp_path / "b" / "y.jsonl", 10, 7)
+    s = ingest([str(tmp_path / "b")], wd, progress=False, workers=1, group_below=0)
+    assert s["shards"] == 1 and s["ingested"] == 7
+    whole = summarize(wd)
+    assert whole["shards"] == 2 and whole["ingested"] == 12
+    assert whole["stream_errors"] == [{"file": str(a), "offset": 1, "line": 2, "detail": "old"}]
