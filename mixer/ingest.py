@@ -1066,6 +1066,7 @@ def _ingest_shard(
     reasons: Counter = Counter()
     rejected: Counter = Counter()
     total_lines = 0
+    file_lines: dict[str, int] = {}  # lines read per shard
     error: BaseException | None = None
     stream_errors = []
     src_file = fallback = ""  # the shard being read, and its default source
@@ -1189,6 +1190,7 @@ def _ingest_shard(
                     detail=e.message,
                 )
             total_lines += lines_read
+            file_lines[src_file] = lines_read
 
         def ingest_together(batch: list[tuple]) -> None:
             """Small whole shards (src_file, fallback, data, start, stop) read by one Arrow call
@@ -1216,6 +1218,7 @@ def _ingest_shard(
                 )
                 out.add_piece(piece, text_ends[at : at + n + 1] - text_ends[at])
                 total_lines += n
+                file_lines[name] = n
                 at += n
 
         batch: list[tuple] = []  # small whole shards waiting for ingest_together
@@ -1260,6 +1263,7 @@ def _ingest_shard(
         "files": [str(p) for p in paths],
         "part": index,
         "lines_read": total_lines,
+        "lines_per_file": [file_lines[str(p)] for p in paths],
         "ingested": sum(ingested.values()),
         "quarantined": sum(reasons.values()),
         "reasons": dict(sorted(reasons.items())),

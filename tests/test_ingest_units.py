@@ -59,6 +59,12 @@ def test_small_shards_make_few_parts_and_keep_every_line(tmp_path: Path):
     assert s["lines_read"] == alone["lines_read"] == s["ingested"] + s["quarantined"]
     assert (s["ingested"], s["quarantined"]) == (alone["ingested"], alone["quarantined"])
     assert 1 < len(_parts(wd)) < 20 and len(_parts(tmp_path / "alone")) == 60
+    per_file = {}  # every task record counts the lines of each of its shards
+    for record in (wd / "state" / "ingest").glob("part-*.json"):
+        stats = json.loads(record.read_text())["stats"]
+        assert sum(stats["lines_per_file"]) == stats["lines_read"]
+        per_file.update(zip(stats["files"], stats["lines_per_file"], strict=True))
+    assert per_file == {str(raw / f"s{s:03d}.jsonl"): 5 + s % 7 + (s % 10 == 3) for s in range(60)}
     # the same rows, each with its own shard and line, whatever the grouping
     rows = pq.read_table(wd / "documents" / "web").to_pylist()
     key = lambda r: (r["src_file"], r["src_line"])  # noqa: E731
