@@ -1086,6 +1086,9 @@ def _ingest_shard(
     f_added, f_created, f_meta = fields.added, fields.created, fields.metadata
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
+    # batches of small shards Arrow refused in a row, and how many to read shard by shard
+    # before trying a batch again (each shard still tries Arrow for its own pieces)
+    batch_misses = batch_skip = 0
     try:
 
         def ingest_file(path: str) -> None:
@@ -1196,11 +1199,15 @@ def _ingest_shard(
             """Small whole shards (src_file, fallback, data, start, stop) read by one Arrow call
             (each call costs about 0.25 ms whatever its size), then split back per shard with
             their own line numbers; if Arrow refuses any line, each shard alone."""
-            nonlocal total_lines
+            nonlocal total_lines, batch_misses, batch_skip
             block = None
-            if len(batch) > 1:
+            if len(batch) > 1 and batch_skip:
+                batch_skip -= 1
+            elif len(batch) > 1:
                 joined = b"\n".join(data[a:b] for _, _, data, a, b in batch)
                 block = _arrow_block(joined, 0, len(joined), 1, source, batch[0][1], reader)
+                batch_misses = 0 if block is not None else batch_misses + 1
+                batch_skip = min(1 << batch_misses, MAX_ARROW_SKIP) if block is None else 0
             if block is None:
                 for item in batch:
                     ingest_file(item[0])
