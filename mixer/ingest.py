@@ -1011,8 +1011,9 @@ class _Quarantine:
 
 def _small_whole_file(path: str) -> tuple[bytes, int, int] | None:
     """(data, start, stop): a local shard of at most SMALL_FILE_BYTES read whole, when it is
-    one piece of whole lines ending in a newline (data[start:stop], a BOM skipped); else None
-    (the shard is then read as usual, which reports anything unusual about it)."""
+    one piece of whole lines ending in a newline, at most TOGETHER_BYTES once decompressed
+    (data[start:stop], a BOM skipped); else None (the shard is then read as usual, which
+    reports anything unusual about it)."""
     try:
         if os.path.getsize(path) > SMALL_FILE_BYTES:
             return None
@@ -1022,7 +1023,7 @@ def _small_whole_file(path: str) -> tuple[bytes, int, int] | None:
     if len(pieces) != 1:
         return None
     data, stop = pieces[0]
-    if stop >= len(data):  # the last line has no newline: the careful path decides
+    if stop >= len(data) or len(data) > TOGETHER_BYTES:  # no final newline, or it inflated
         return None
     start = len(BOM) if data.startswith(BOM) else 0
     return data, start, stop
@@ -1409,8 +1410,10 @@ def _outputs_of(workdir: Path, record: dict) -> list[Path]:
 
 def _ends_unit(shard: str, size: int, group_below: int) -> bool:
     """Whether a unit of small shards ends after `shard`: with probability size / (2 x
-    group_below), decided by a hash of the shard's name (the same in every run)."""
-    h = int.from_bytes(hashlib.blake2b(shard.encode(), digest_size=8).digest(), "little")
+    group_below), decided by a hash of the shard's file name (the same in every run, and
+    wherever the folder is)."""
+    name = shard.rstrip("/").rsplit("/", 1)[-1]
+    h = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
     return h / 2**64 < size / (2 * group_below)
 
 

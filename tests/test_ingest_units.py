@@ -46,6 +46,11 @@ def _digest(wd: Path) -> dict[str, str]:
     }
 
 
+def _unit_keys(wd: Path) -> set[str]:
+    """parts.json's units ([source, shard, ...] as JSON)."""
+    return set(json.loads((wd / "state" / "ingest" / "parts.json").read_text()))
+
+
 def _parts(wd: Path) -> list[Path]:
     return sorted((wd / "documents").rglob("*.parquet"))
 
@@ -91,15 +96,24 @@ def test_an_added_or_changed_small_shard_reruns_its_unit_only(tmp_path: Path):
     assert again["shards_ingested"] == 0 and again["shards_skipped"] == 60
 
     _shard(raw / "s030a.jsonl", 10_000, 4)  # sorts into the middle
+    before = _unit_keys(wd)
     added = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
-    assert 1 <= added["shards_ingested"] < 30 and added["shards_skipped"] > 30
+    new = _unit_keys(wd) - before  # the units ingested again: the new shard's, no other
+    assert len(new) == 1 and str(raw / "s030a.jsonl") in json.loads(next(iter(new)))
+    assert added["shards_ingested"] == len(json.loads(next(iter(new)))) - 1 < 20
     assert added["shards"] == 61 and len(_parts(wd)) in (units, units + 1)
     new_rows = pq.read_table(wd / "documents" / "web", filters=[("id", "=", "d10000")])
     assert new_rows.column("src_file").to_pylist() == [str(raw / "s030a.jsonl")]
 
-    _shard(raw / "s045.jsonl", 20_000, 3)  # rewritten
+    _shard(raw / "s045.jsonl", 20_000, 3)  # rewritten, smaller
+    before = _unit_keys(wd)
     changed = ingest([str(raw)], wd, progress=False, workers=1, group_below=GROUP)
-    assert 1 <= changed["shards_ingested"] < 30
+    # ingested again: the unit holding it (the same shards, or a new unit where its new size
+    # moved an end) and any other new unit
+    after = _unit_keys(wd)
+    redo = [k for k in after if k not in before or str(raw / "s045.jsonl") in json.loads(k)]
+    assert changed["shards_ingested"] == sum(len(json.loads(k)) - 1 for k in redo) < 30
+    assert len(redo) <= 2
 
     # what is left is what a fresh run writes, but for part numbers: same rows per unit
     fresh = tmp_path / "fresh"
