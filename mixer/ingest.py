@@ -779,8 +779,9 @@ class _ShardOutput:
     bounded whatever the shard size, and row groups never depend on how the shard was read.
     """
 
-    def __init__(self, workdir: Path, index: int, src_file: str | None = None):
-        self.workdir, self.index, self.src_file = workdir, index, src_file
+    def __init__(self, workdir: Path, index: int):
+        self.workdir, self.index = workdir, index
+        self.src_file = ""  # the shard whose rows arrive now (`start_file`)
         # the per-line path appends (source, id, text, added, created, metadata, line) here
         self.rows: list[tuple] = []
         self.pieces: dict[str, list[pa.Table]] = {}  # per source, in line order
@@ -1045,7 +1046,7 @@ def ingest_shard(
     try:
         return _ingest_shard(workdir, paths, index, source, fields)
     except OSError as e:
-        raise _os_error(e, e.filename or paths[0], workdir) from None
+        raise _os_error(e, paths[0], workdir) from None
 
 
 def _os_error(e: OSError, path: str, workdir: str) -> MixerError:
@@ -1412,7 +1413,7 @@ def _ends_unit(shard: str, size: int, group_below: int) -> bool:
     """Whether a unit of small shards ends after `shard`: with probability size / (2 x
     group_below), decided by a hash of the shard's file name (the same in every run, and
     wherever the folder is)."""
-    name = shard.rstrip("/").rsplit("/", 1)[-1]
+    name = PurePosixPath(shard.split("://", 1)[-1]).name
     h = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
     return h / 2**64 < size / (2 * group_below)
 
@@ -1479,12 +1480,15 @@ class IngestStage(Stage):
         self.prune = prune
         self.group_below = group_below
         self._plan_cache = None
+        self._units_cache = None
+        self._stamps: dict[str, list[int]] = {}  # shard -> [size, mtime_ns], once per run
         self._run_token = None
         self._skipped = 0
 
     def __getstate__(self):  # workers get paths and settings only, not the resolved plan
         d = dict(self.__dict__)
-        d["_plan_cache"] = None
+        d["_plan_cache"] = d["_units_cache"] = None
+        d["_stamps"] = {}
         return d
 
     # -- planning (driver)
@@ -1509,48 +1513,60 @@ class IngestStage(Stage):
         return self._plan_cache
 
     def _units(self) -> list[dict]:
-        """The plan cut into units of work, in plan order: {"key", "source", "shards", "sizes",
-        "fields", "items"}. A shard of `group_below` bytes or more is a unit alone; smaller
+        """The plan cut into units of work, in plan order: {"key", "source", "shards", "stamps"
+        ([size, mtime_ns] per shard), "bytes", "fields", "items"}. A shard of `group_below` bytes or more is a unit alone; smaller
         ones of the same source and fields join the open unit, which closes after a shard that
         `_ends_unit` picks (about every 2 x group_below bytes), or before it would pass
         4 x group_below bytes or UNIT_SHARDS shards. Never depends on the workers."""
+        if self._units_cache is not None:
+            return self._units_cache
         units: list[dict] = []
         open_unit = None  # the unit small shards may still join
         limit = 4 * self.group_below
         for (source, shard), entry in self._plan().items():
-            size = _stat(shard)["size"]
+            stamp = self._stamp(shard)
+            size = stamp[0]
             small = size < self.group_below
             if not (
                 small
                 and open_unit is not None
                 and open_unit["source"] == source
                 and open_unit["fields"] == entry["fields"]
-                and sum(open_unit["sizes"]) + size <= limit
+                and open_unit["bytes"] + size <= limit
                 and len(open_unit["shards"]) < UNIT_SHARDS
             ):
                 open_unit = {
                     "source": source,
                     "shards": [],
-                    "sizes": [],
+                    "stamps": [],
+                    "bytes": 0,
                     "fields": entry["fields"],
                     "items": [],
                 }
                 units.append(open_unit)
             open_unit["shards"].append(shard)
-            open_unit["sizes"].append(size)
+            open_unit["stamps"].append(stamp)
+            open_unit["bytes"] += size
             open_unit["items"] += [i for i in entry["items"] if i not in open_unit["items"]]
             if not small or _ends_unit(shard, size, self.group_below):
                 open_unit = None
         for unit in units:
             unit["key"] = _unit_key(unit["source"], unit["shards"])
+        self._units_cache = units
         return units
+
+    def _stamp(self, shard: str) -> list[int]:
+        """[size, mtime_ns] of a shard, looked up once per run (planning, tasks, fingerprint)."""
+        if shard not in self._stamps:
+            fp = _stat(shard)
+            self._stamps[shard] = [fp["size"], fp["mtime_ns"]]
+        return self._stamps[shard]
 
     def input_fingerprint(self):
         out = []
         for (source, shard), entry in self._plan().items():
-            fp = _stat(shard)
             fields = dataclasses.astuple(entry["fields"])
-            out.append([source, shard, fp["size"], fp["mtime_ns"], fields])
+            out.append([source, shard, *self._stamp(shard), fields])
         return out
 
     def outputs(self) -> list[Path]:
@@ -1585,8 +1601,7 @@ class IngestStage(Stage):
         tasks, skipped = [], 0
         for unit in units:
             source, shards, fields = unit["source"], unit["shards"], unit["fields"]
-            index = parts[unit["key"]]
-            stamps = [[fp["size"], fp["mtime_ns"]] for fp in map(_stat, shards)]
+            stamps, index = unit["stamps"], parts[unit["key"]]
             rec = read_json(_record_path(self.workdir, index))
             epoch = 0
             if rec and rec.get("source") == source and _record_shards(rec) == shards:
@@ -1617,7 +1632,7 @@ class IngestStage(Stage):
                         "fields": dataclasses.asdict(fields),
                         "epoch": epoch,
                     },
-                    weight=max(1, sum(stamp[0] for stamp in stamps)),
+                    weight=max(1, unit["bytes"]),
                 )
             )
         self._skipped = skipped
