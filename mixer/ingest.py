@@ -17,8 +17,8 @@ a unit that this version did not rewrite. Nothing mixer did not write is ever de
 Each task also writes state/ingest/ids/part-N.ids (its documents' id hashes, sorted), so
 `duplicate_ids` counts repeated ids per source on the driver from these summaries, in bounded
 memory, without reading any Parquet file. How a shard is parsed and written fast (whole
-decompressed pieces read by Arrow's JSON reader when every line is a plain Dolma record, a
-per-line path for any other piece, one buffer per shard sorted by source, LZ4 text, a writer
+decompressed pieces decoded by msgspec, or by Arrow's JSON reader, when every line is a plain
+Dolma record, a per-line path for any other piece, one buffer per shard sorted by source, LZ4 text, a writer
 thread): docs/ingest.md.
 
 `ingest(...)` is the thin wrapper the `mixer ingest` command and the tests call.
@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from mixer.dolma_lines import decode_block, record_decoder
 from mixer.errors import MixerError
 from mixer.hashing import id_hashes128, utf8_spans
 from mixer.inputs import item_key, resolve_each, resolve_inputs  # noqa: F401 (decon_index)
@@ -74,6 +75,7 @@ BUFFER_BYTES = 64 << 20  # text buffered (all sources of a shard) before it is w
 ROW_GROUP_ROWS = 65536  # rows buffered before they are written
 SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one chunk
 MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
+MAX_DECODE_SKIP = 64  # after pieces msgspec refused: at most this many given to Arrow first
 SMALL_FILE_BYTES = 256 << 10  # shards this small (on disk) are read whole, and several...
 TOGETHER_BYTES = 4 << 20  # ...of them parsed by one Arrow call, up to this much JSON
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
@@ -318,7 +320,7 @@ def _rows_piece(rows: list[tuple]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=PIECE_SCHEMA)
 
 
-# ------------------------------------------------------------------------ a block by Arrow
+# ------------------------------------------------------- a block by msgspec, or by Arrow
 
 _JSON_SPACE = frozenset(b" \t\r")
 _META_TRIES = 4  # matches of the metadata key tried from the end of a line
@@ -329,9 +331,11 @@ _MAY_BE_SPACE[list(range(33)) + list(range(0x80, 0x100))] = True
 
 @dataclass
 class _BlockReader:
-    """Arrow's JSON reader set up for one field map (one per shard): the five string fields
-    by an explicit schema (any other key is an error), metadata cut off each line first."""
+    """The block readers set up for one field map (one per shard): msgspec's decoder of
+    Dolma records, and Arrow's JSON reader with the five string fields by an explicit schema
+    (any other key is an error), metadata cut off each line first."""
 
+    decoder: object  # msgspec.json.Decoder (`record_decoder`)
     schema: pa.Schema
     options: pajson.ParseOptions
     meta_key: bytes  # b'"metadata":'
@@ -341,6 +345,10 @@ class _BlockReader:
     scratch: bytearray = field(default_factory=bytearray, repr=False)
     # the schema with the extra keys of the last piece that had some (`_extra_field_options`)
     extra_options: pajson.ParseOptions | None = None
+    # pieces msgspec refused in a row, and how many to give straight to Arrow before trying
+    # it again (a bad line deep in every piece would otherwise cost two parses per piece)
+    decode_misses: int = 0
+    decode_skip: int = 0
 
 
 def _block_reader(fields: FieldMap) -> _BlockReader | None:
@@ -356,7 +364,68 @@ def _block_reader(fields: FieldMap) -> _BlockReader | None:
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     keys = tuple(b',"' + n.encode() + b'":' for n in names)
     meta_key = b'"' + fields.metadata.encode() + b'":'
-    return _BlockReader(schema, options, meta_key, keys, frozenset(allowed))
+    decoder = record_decoder({f: getattr(fields, f) for f in _FIELD_NAMES})
+    return _BlockReader(decoder, schema, options, meta_key, keys, frozenset(allowed))
+
+
+_FIELD_NAMES = ("id", "text", "source", "added", "created", "metadata")
+
+
+def _fast_block(
+    data: bytes,
+    start: int,
+    stop: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+    reader: _BlockReader,
+) -> tuple[pa.Table, np.ndarray] | None:
+    """The lines `data[start:stop]` as a PIECE_SCHEMA table (and the text bytes before each
+    row), read by msgspec (`_msgspec_block`), else by Arrow (`_arrow_block`: it also reads
+    keys beyond the Dolma fields), or None: then every line takes the per-line path."""
+    if reader.decode_skip:
+        reader.decode_skip -= 1
+    else:
+        block = _msgspec_block(data, start, stop, first, forced, fallback, reader)
+        if block is not None:
+            reader.decode_misses = 0
+            return block
+        reader.decode_misses += 1
+        reader.decode_skip = min(1 << reader.decode_misses, MAX_DECODE_SKIP) - 1
+    return _arrow_block(data, start, stop, first, forced, fallback, reader)
+
+
+def _msgspec_block(
+    data: bytes,
+    start: int,
+    stop: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+    reader: _BlockReader,
+) -> tuple[pa.Table, np.ndarray] | None:
+    """`_arrow_block`'s result, from msgspec's decoding of the block (mixer/dolma_lines.py),
+    or None. The records are exactly what the per-line path reads, so the rows are too."""
+    if stop - start > MAX_ARRAY_BYTES:
+        return None
+    block = decode_block(data, start, stop, reader.decoder)
+    if block is None:
+        return None
+    n = len(block.ids)
+    metas = _utf8_lengths(block.meta_lengths, block.meta_text, block.meta_present)
+    sources = None if forced else pa.array(block.sources, pa.string())
+    return _piece(
+        pa.array(block.ids, pa.string()),
+        pa.array(block.texts, pa.string()),
+        sources,
+        pa.array(block.added, pa.string()),
+        pa.array(block.created, pa.string()),
+        metas,
+        n,
+        first,
+        forced,
+        fallback,
+    )
 
 
 def _single(column) -> pa.Array:
@@ -611,6 +680,24 @@ def _arrow_block(
             a.validate(full=True)  # UTF-8
     except pa.ArrowException:
         return None
+    return _piece(doc_ids, texts, sources, added, created, metas, n, first, forced, fallback)
+
+
+def _piece(
+    doc_ids: pa.Array,
+    texts: pa.Array,
+    sources: pa.Array | None,
+    added: pa.Array,
+    created: pa.Array,
+    metas: pa.Array,
+    n: int,
+    first: int,
+    forced: str | None,
+    fallback: str,
+) -> tuple[pa.Table, np.ndarray] | None:
+    """A block's columns (strings, valid UTF-8, no null id or text) as a PIECE_SCHEMA table
+    and the text bytes before each row; None when an id is empty or white space (the per-line
+    path quarantines those lines). Sources: `forced`, else each row's, else `fallback`."""
     off = np.frombuffer(doc_ids.buffers()[1], np.int32, n + 1, doc_ids.offset * 4)
     if (off[1:] == off[:-1]).any():
         return None
@@ -1078,8 +1165,8 @@ def _ingest_shard(
         reasons[reason] += 1
         rejected[src] += 1
 
-    # A block whose lines are all plain Dolma records is parsed by Arrow (_arrow_block); any
-    # other block takes the per-line loop: a plain Dolma record the fast branch, anything else
+    # A block whose lines are all plain Dolma records is decoded by msgspec, or parsed by Arrow
+    # (_fast_block); any other block takes the per-line loop: a plain Dolma record the fast branch, anything else
     # (numeric ids, extra fields, bad values, lines orjson refuses) the careful one.
     reader = _block_reader(fields)
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
@@ -1088,25 +1175,25 @@ def _ingest_shard(
     f_added, f_created, f_meta = fields.added, fields.created, fields.metadata
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived dicts, no cycles: the cyclic collector only costs time
-    # batches of small shards Arrow refused in a row, and how many to read shard by shard
-    # before trying a batch again (each shard still tries Arrow for its own pieces)
+    # batches of small shards the block readers refused in a row, and how many to read shard
+    # by shard before trying a batch again (each shard still tries them for its own pieces)
     batch_misses = batch_skip = 0
     try:
 
         def ingest_file(path: str) -> None:
-            """One shard, piece by piece: Arrow where it can, else line by line."""
+            """One shard, piece by piece: the block readers where they can, else line by line."""
             nonlocal src_file, fallback, total_lines
             src_file = str(path)
             fallback = source or _default_source(src_file)
             out.start_file(src_file)
             lines_read = 0
-            misses = skip = 0  # pieces Arrow refused in a row; pieces to read line by line first
+            misses = skip = 0  # pieces refused in a row; pieces to read line by line first
             try:
                 for data, stop in iter_line_chunks(path):
                     first = lines_read + 1
                     start = len(BOM) if first == 1 and data.startswith(BOM) else 0
                     if reader is not None and skip == 0:
-                        block = _arrow_block(data, start, stop, first, source, fallback, reader)
+                        block = _fast_block(data, start, stop, first, source, fallback, reader)
                         if block is not None:
                             misses = 0
                             lines_read += block[0].num_rows
@@ -1198,16 +1285,16 @@ def _ingest_shard(
             file_lines[src_file] = lines_read
 
         def ingest_together(batch: list[tuple]) -> None:
-            """Small whole shards (src_file, fallback, data, start, stop) read by one Arrow call
-            (each call costs about 0.25 ms whatever its size), then split back per shard with
-            their own line numbers; if Arrow refuses any line, each shard alone."""
+            """Small whole shards (src_file, fallback, data, start, stop) read by one call of the
+            block readers (an Arrow call costs about 0.25 ms whatever its size), then split back
+            per shard with their own line numbers; if they refuse any line, each shard alone."""
             nonlocal total_lines, batch_misses, batch_skip
             block = None
             if len(batch) > 1 and batch_skip:
                 batch_skip -= 1
             elif len(batch) > 1:
                 joined = b"\n".join(data[a:b] for _, _, data, a, b in batch)
-                block = _arrow_block(joined, 0, len(joined), 1, source, batch[0][1], reader)
+                block = _fast_block(joined, 0, len(joined), 1, source, batch[0][1], reader)
                 batch_misses = 0 if block is not None else batch_misses + 1
                 batch_skip = min(1 << batch_misses, MAX_ARROW_SKIP) if block is None else 0
             if block is None:

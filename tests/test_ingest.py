@@ -430,19 +430,27 @@ def test_one_and_two_workers_write_the_same_bytes(tmp_path: Path):
         assert outs[1] == outs[2]
 
 
-def _count_arrow_blocks(monkeypatch) -> list:
-    """From now on, per block given to Arrow: its row count, or None when it went line by line."""
+ENGINES = ["both", "msgspec", "arrow"]  # the block readers: as ingest chains them, or one alone
+
+
+def _count_fast_blocks(monkeypatch, engine: str = "both") -> list:
+    """From now on, per block given to the block readers (`engine`: both, as ingest chains
+    them, or msgspec or Arrow alone): its row count, or None when it went line by line."""
     import mixer.ingest as ing
 
+    if engine == "arrow":
+        monkeypatch.setattr(ing, "_msgspec_block", lambda *a: None)
+    elif engine == "msgspec":
+        monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
     parsed: list = []
-    real = ing._arrow_block
+    real = ing._fast_block
 
     def counting(*args):
         block = real(*args)
         parsed.append(None if block is None else block[0].num_rows)
         return block
 
-    monkeypatch.setattr(ing, "_arrow_block", counting)
+    monkeypatch.setattr(ing, "_fast_block", counting)
     return parsed
 
 
@@ -514,10 +522,11 @@ def _varied_records(rng, n: int, metadata_last: bool) -> list[bytes]:
     return out
 
 
-def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch):
-    """The same documents, quarantine and id files whether blocks are parsed by Arrow or line by
-    line; blocks with any other line (bad JSON, numeric ids, extra fields, metadata before other
-    keys, blank lines) fall back to the per-line path."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fast_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch, engine):
+    """The same documents, quarantine and id files whether blocks are read by msgspec, by
+    Arrow or line by line; blocks with any other line (bad JSON, numeric ids, extra fields,
+    blank lines) fall back to the per-line path."""
     import random
 
     rng = random.Random(7)
@@ -539,7 +548,7 @@ def test_arrow_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypa
         b"null",
     ]
     (raw / "mixed.jsonl").write_bytes(b"\n".join(mixed) + b"\n")
-    parsed = _count_arrow_blocks(monkeypatch)
+    parsed = _count_fast_blocks(monkeypatch, engine)
     for name in ("clean.jsonl", "mixed.jsonl"):  # a unit (and a part) each, as line by line
         ingest([str(raw / name)], tmp_path / "arrow", progress=False, workers=1, group_below=0)
     assert parsed == [400, None]
@@ -601,10 +610,12 @@ def test_arrow_rows_do_not_point_into_the_scratch_buffer():
     assert rows[3]["text"] == "document number 3 " * 5 and rows[3]["metadata"] == '{"i":3,"s":"é"}'
 
 
-def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, monkeypatch):
-    """Writers that sort keys put metadata before source and text: the metadata value then
-    ends before the next key, and the rows are what the per-line path makes of them. A key
-    of that name inside the metadata makes the piece go line by line."""
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sorted_keys_take_a_fast_path_and_give_the_same_rows(tmp_path: Path, monkeypatch, engine):
+    """Writers that sort keys put metadata before source and text: msgspec reads any order;
+    for Arrow the metadata value then ends before the next key. The rows are what the
+    per-line path makes of them. A key of that name inside the metadata makes Arrow's piece
+    go line by line (msgspec still reads it)."""
     import random
 
     import orjson
@@ -626,11 +637,11 @@ def test_sorted_keys_take_the_arrow_path_and_give_the_same_rows(tmp_path: Path, 
     (raw / "sorted.jsonl").write_bytes(b"\n".join(sorted_lines) + b"\n")
     nested = b'{"id":"n","metadata":{"a":1,"source":"x"},"source":"web","text":"t"}'
     (raw / "nested.jsonl").write_bytes(nested + b"\n")
-    parsed = _count_arrow_blocks(monkeypatch)
+    parsed = _count_fast_blocks(monkeypatch, engine)
     ingest([str(raw / "sorted.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed == [300]
     ingest([str(raw / "nested.jsonl")], tmp_path / "arrow", progress=False, workers=1)
-    assert parsed[1:] == [None]
+    assert parsed[1:] == [None if engine == "arrow" else 1]
     _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
     for d in sorted((tmp_path / "lines" / "documents").iterdir()):
@@ -680,7 +691,7 @@ def test_extra_fields_take_the_arrow_path_and_are_kept_in_metadata(tmp_path: Pat
     ]
     for k, piece in enumerate(odd):
         (raw / f"odd{k}.jsonl").write_bytes(piece + b"\n")
-    parsed = _count_arrow_blocks(monkeypatch)  # a unit per file: one Arrow call each
+    parsed = _count_fast_blocks(monkeypatch)  # a unit per file: one call each (msgspec refuses)
     ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1, group_below=0)
     assert sorted(parsed, key=str) == [200] + [None] * len(odd)
     _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
@@ -703,13 +714,13 @@ def _random_value(rng, depth: int = 0):
     return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(
-    tmp_path: Path, monkeypatch, seed
+@pytest.mark.parametrize("seed, engine", [(1, "both"), (2, "both"), (3, "arrow"), (4, "msgspec")])
+def test_random_shapes_give_the_same_rows_by_fast_blocks_and_line_by_line(
+    tmp_path: Path, monkeypatch, seed, engine
 ):
     """Shards of valid records written every way (keys sorted, shuffled or metadata last;
     compact or spaced; extra keys of every type; keys named like the fields inside metadata):
-    the same documents whichever path read them, and Arrow takes some of them."""
+    the same documents whichever path read them, and the block readers take some of them."""
     import random
 
     import orjson
@@ -750,7 +761,7 @@ def test_random_shapes_give_the_same_rows_by_arrow_and_line_by_line(
                 except TypeError:  # an integer orjson won't write
                     lines.append(json.dumps(rec).encode())
         (raw / f"s{f:02d}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    parsed = _count_arrow_blocks(monkeypatch)
+    parsed = _count_fast_blocks(monkeypatch, engine)
     ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1)
     _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
     assert _outputs(tmp_path / "arrow") == _outputs(tmp_path / "lines")

@@ -1,0 +1,154 @@
+"""msgspec's block reader (mixer/dolma_lines.py): it reads a block only when every line is one
+record it reads exactly as the per-line path does; anything else is left to the other readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+import mixer.ingest as ing
+from mixer.dolma_lines import decode_block, line_count, record_decoder
+from mixer.ingest import FieldMap, ingest
+
+DECODER = record_decoder({f: f for f in ("id", "text", "source", "added", "created", "metadata")})
+
+
+@pytest.mark.parametrize(
+    "block, lines",
+    [
+        (b"{}", 1),
+        (b"{}\n{}", 2),
+        (b"{}\r\n{}\r", 2),
+        (b"{} \t\r\n{}", 2),
+        (b"{\n}", None),  # a value across two lines
+        (b'{"a":1,\n"b":{}}\n{}', None),
+        (b"{}\n\n{}", None),  # a blank line
+        (b"{}\n", None),  # an empty last line
+        (b"{}\n {}", None),  # white space before the brace: Arrow refuses it too
+        (b" {}", None),
+        (b"", None),
+        (b"[]\n{}", None),
+        (b"{}x\n{}", None),
+    ],
+)
+def test_line_count_needs_every_break_between_two_values(block: bytes, lines):
+    assert line_count(block, 0, len(block)) == lines
+
+
+def test_a_block_is_read_only_when_each_line_is_one_record():
+    """decode_lines reads a stream of values: a value across two lines and two values on one
+    line make as many records as lines, in the wrong places. The line check refuses it."""
+    block = b'{"id":"a",\n"text":"b"} {"id":"c","text":"d"}'
+    assert len(DECODER.decode_lines(block)) == 2  # what the check is for
+    assert decode_block(block, 0, len(block), DECODER) is None
+    block = b'{"id":"a","text":"b"}\n\n{"id":"c","text":"d"} {"id":"e","text":"f"}'
+    assert decode_block(block, 0, len(block), DECODER) is None
+
+
+def test_metadata_is_written_as_orjson_writes_it():
+    lines = [
+        b'{"id":"a","text":"x","metadata":{"k":[1,"\xc3\xa9"]}}',
+        b'{"id": "b", "text": "y", "metadata": {"k": 1.0e0, "u": "\\u00e9"}}',
+        b'{"id":"c","text":"z","metadata":null}',
+        b'{"id":"d","text":"w"}',
+        b'{"metadata":[ 1 , 2 ],"text":"v","id":"e"}\r',
+    ]
+    block = b"\n".join(lines)
+    got = decode_block(block, 0, len(block), DECODER)
+    assert got.ids == ["a", "b", "c", "d", "e"]
+    assert got.meta_present.tolist() == [True, True, False, False, True]
+    texts = [orjson.loads(x).get("metadata") for x in lines]
+    want = [orjson.dumps(t) for t in texts if t is not None]
+    assert got.meta_text == b"".join(want)
+    assert got.meta_lengths.tolist() == [len(want[0]), len(want[1]), 0, 0, len(want[2])]
+
+
+def test_records_orjson_cannot_read_leave_the_block():
+    for meta in (b"[" * 1100 + b"]" * 1100, b"NaN", b"[1,]"):
+        block = b'{"id":"a","text":"t"}\n{"id":"b","text":"t","metadata":' + meta + b"}"
+        assert decode_block(block, 0, len(block), DECODER) is None
+
+
+ODD_LINES = [
+    b'{"id": 5, "text": "numeric id"}',
+    b'{"id": "x", "text": "extra", "more": {"metadata": 1}}',
+    b'{"id": "x", "text": "\\ud800 lone"}',
+    b'{"id": "x", "text": "\\ud83d\\ude00 a pair"}',
+    b'{"id": "   ", "text": "blank id"}',
+    b'{"id": "\\u2003", "text": "b"}',
+    b'{"id": "x", "text": "two", "text": "keys"}',
+    b'{"id": "a", "text": "b", "te\\u0078t": "c"}',
+    b'{"id": "x", "text": "bad \xff utf8"}',
+    b'{"id": "x", "metadata": {"a": 1}}',
+    b'{"id": "x", "text": "a", "metadata": {"a": 1}, "metadata": null}',
+    b'{"id": "x", "text": "a", "metadata": -0}',
+    b'{"id": "x", "text": "a", "metadata": {"n": 12345678901234567890123}}',
+    b'{"id": "x", "text": "a", "metadata": 1e400}',
+    b'{"id": "x", "text": "a", "metadata": "\\u00e9\\/"}',
+    b'{"id": "x", "text": "a\\u0000", "source": "", "added": null, "created": "2020"}',
+    b'{"id": "x", "text": "a", "source": 3}',
+    b'{"id": "a", "text": "b"}  ',
+    b'{"id": "a", "text": "b"}\x00',
+    b'{"id": "a", "text": "b",}',
+    b'{"id": "a", "text": "b"} {"id": "c", "text": "d"}',
+    b'{"id": "a",',
+    b'"text": "b"}',
+    b"",
+    b"null",
+    b"[]",
+]
+
+
+@pytest.mark.parametrize("odd", range(len(ODD_LINES)))
+def test_odd_lines_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch, odd: int):
+    """Each odd line between two plain ones: msgspec (alone: Arrow switched off) reads the
+    piece exactly as the per-line path does, or leaves it to that path."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    plain = [
+        orjson.dumps({"id": f"p{i}", "text": f"plain {i}", "metadata": {"i": i}}) for i in range(2)
+    ]
+    (raw / "s.jsonl").write_bytes(b"\n".join([plain[0], ODD_LINES[odd], plain[1]]) + b"\n")
+    monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
+    ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1)
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
+    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+
+
+def test_field_names_of_another_schema(tmp_path: Path, monkeypatch):
+    """A field map (non-Dolma keys) is read by msgspec under its own names."""
+    fields = FieldMap(id="doc_id", text="content", source="origin", metadata="meta")
+    lines = [
+        json.dumps({"doc_id": f"d{i}", "content": f"text {i}", "origin": "web", "meta": {"i": i}})
+        for i in range(20)
+    ]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "s.jsonl").write_text("\n".join(lines) + "\n")
+    taken = []
+    real = ing._msgspec_block
+    monkeypatch.setattr(ing, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
+    ingest([str(raw)], tmp_path / "wd", progress=False, workers=1, fields=fields)
+    assert [b[0].num_rows for b in taken] == [20]
+    rows = pq.read_table(tmp_path / "wd" / "documents" / "web").to_pylist()
+    assert [(r["id"], r["text"], r["metadata"]) for r in rows[:2]] == [
+        ("d0", "text 0", '{"i":0}'),
+        ("d1", "text 1", '{"i":1}'),
+    ]
+
+
+def _outputs(wd: Path) -> dict:
+    """Every documents part's rows, quarantine file and id file of a workdir, by path."""
+    found = {}
+    for p in sorted((wd / "documents").rglob("*.parquet")):
+        found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
+    for sub in ("quarantine", "state/ingest/ids"):
+        for p in sorted((wd / sub).rglob("*")):
+            if p.is_file():
+                found[str(p.relative_to(wd))] = p.read_bytes()
+    return found
