@@ -1110,7 +1110,7 @@ def _small_whole_file(path: str) -> tuple[bytes, int, int] | None:
         return None
     if len(pieces) != 1:
         return None
-    data, stop = pieces[0]
+    data, _, stop = pieces[0]
     if stop >= len(data) or len(data) > TOGETHER_BYTES:  # no final newline, or it inflated
         return None
     start = len(BOM) if data.startswith(BOM) else 0
@@ -1189,9 +1189,10 @@ def _ingest_shard(
             lines_read = 0
             misses = skip = 0  # pieces refused in a row; pieces to read line by line first
             try:
-                for data, stop in iter_line_chunks(path):
+                for data, start, stop in iter_line_chunks(path):
                     first = lines_read + 1
-                    start = len(BOM) if first == 1 and data.startswith(BOM) else 0
+                    if first == 1 and data.startswith(BOM, start):
+                        start += len(BOM)
                     if reader is not None and skip == 0:
                         block = _fast_block(data, start, stop, first, source, fallback, reader)
                         if block is not None:
@@ -1204,12 +1205,8 @@ def _ingest_shard(
                         skip = min(1 << misses, MAX_ARROW_SKIP)
                     elif skip:
                         skip -= 1
-                    lines = data.split(b"\n")
+                    lines = data[start:stop].split(b"\n")
                     terminated = stop < len(data)
-                    if terminated:
-                        lines.pop()
-                    if start:
-                        lines[0] = lines[0][start:]
                     lines_read += len(lines)
                     rows = out.rows
                     buffered = out.buffered

@@ -400,11 +400,14 @@ def iter_line_blocks(path: str | Path) -> Iterator[tuple[int, list[bytes], bool]
     """
     line_no = 0
     try:
-        for data, stop in iter_line_chunks(path):
-            lines = data.split(b"\n")
+        for data, start, stop in iter_line_chunks(path):
             terminated = stop < len(data)
-            if terminated:
-                lines.pop()
+            if start:
+                lines = data[start:stop].split(b"\n")
+            else:  # data[stop + 1:] is not this block's: split it off with the rest and drop it
+                lines = data.split(b"\n")
+                if terminated:
+                    lines.pop()
             first = line_no + 1
             line_no += len(lines)
             yield first, lines, terminated
@@ -413,10 +416,12 @@ def iter_line_blocks(path: str | Path) -> Iterator[tuple[int, list[bytes], bool]
         raise
 
 
-def iter_line_chunks(path: str | Path) -> Iterator[tuple[bytes, int]]:
-    """Yield (data, stop): `data[:stop]` is whole lines joined by newlines (the newline that
-    ended the last of them is data[stop]), one piece per decompressed piece, not split into
-    lines: what `iter_line_blocks` splits. A last line without a newline comes alone, with
+def iter_line_chunks(path: str | Path) -> Iterator[tuple[bytes, int, int]]:
+    """Yield (data, start, stop): `data[start:stop]` is whole lines joined by newlines (the
+    newline that ended the last of them is data[stop]), in file order, not split into lines:
+    what `iter_line_blocks` splits. Each decompressed piece is yielded as it came (no copy),
+    from just after its first newline when a line runs into it from earlier pieces: that line
+    is joined and comes first, alone. A last line without a newline comes alone, with
     stop == len(data). Same formats and errors as `iter_line_blocks`, but the StreamError's
     `line_no` is left for the caller, who counts the lines."""
     p = str(path)
@@ -439,18 +444,22 @@ def iter_line_chunks(path: str | Path) -> Iterator[tuple[bytes, int]]:
                 if stop < 0:
                     pending.append(chunk)
                     continue
-                if pending:
-                    stop += sum(map(len, pending))
-                    pending.append(chunk)
-                    chunk = b"".join(pending)
+                start = 0
+                if pending:  # the line that ran on from earlier pieces ends here: it alone
+                    start = chunk.find(b"\n") + 1
+                    pending.append(chunk[:start])
+                    line = b"".join(pending)
+                    pending = []
+                    yield line, 0, len(line) - 1
                 pending = [chunk[stop + 1 :]] if stop + 1 < len(chunk) else []
-                yield chunk, stop
+                if start <= stop:
+                    yield chunk, start, stop
         except StreamError as e:
             e.partial = b"".join(pending)
             raise
     if pending:
         last = b"".join(pending)
-        yield last, len(last)
+        yield last, 0, len(last)
 
 
 def _bad(name: str) -> Iterator[bytes]:
