@@ -267,6 +267,16 @@ def _utf8_or_null(values: list) -> pa.Array:
     )
 
 
+def _strings(values: list) -> pa.Array:
+    """A string array of str or None values; one repeated value (the usual `added`, say) is
+    written once."""
+    n = len(values)
+    first = values[0] if n else None
+    if values.count(first) == n:  # identity first: C speed
+        return pa.nulls(n, pa.string()) if first is None else _repeat(first, n)
+    return _utf8_or_null(values)
+
+
 def _repeat(value: str, n: int, limit: int | None = None) -> pa.Array:
     b = value.encode()
     offsets = np.arange(n + 1, dtype=np.int64) * len(b)
@@ -413,13 +423,12 @@ def _msgspec_block(
         return None
     n = len(block.ids)
     metas = _utf8_lengths(block.meta_lengths, block.meta_text, block.meta_present)
-    sources = None if forced else pa.array(block.sources, pa.string())
     return _piece(
-        pa.array(block.ids, pa.string()),
-        pa.array(block.texts, pa.string()),
-        sources,
-        pa.array(block.added, pa.string()),
-        pa.array(block.created, pa.string()),
+        _utf8(list(map(str.encode, block.ids))),
+        _utf8(list(map(str.encode, block.texts))),
+        None if forced else _strings(block.sources),
+        _strings(block.added),
+        _strings(block.created),
         metas,
         n,
         first,
