@@ -11,7 +11,8 @@ tries the other readers, so what is kept or quarantined never depends on this on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from itertools import compress
 from operator import attrgetter
 
@@ -20,8 +21,10 @@ import numpy as np
 import orjson
 
 _NULL = msgspec.Raw(b"null")
+_ABSENT = msgspec.Raw(b"")  # an extra key missing from a record (a JSON value is never empty)
 _FIELDS = ("id", "text", "source", "added", "created", "metadata")
 _WHITE = frozenset(b" \t\r")  # JSON white space, but for the line break
+_ESCAPED = frozenset('"\\' + "".join(map(chr, range(32))))  # what JSON escapes in a key
 
 
 @dataclass
@@ -33,29 +36,59 @@ class DecodedBlock:
     sources: list[str | None]
     added: list[str | None]
     created: list[str | None]
-    meta_text: bytes  # the metadata values that are not null, their JSON texts joined
+    meta_text: bytes  # the metadata texts that are not null, joined
     meta_lengths: np.ndarray  # per record: its metadata text's length (0 when null)
-    meta_present: np.ndarray  # per record: a metadata value that is not null
+    meta_present: np.ndarray  # per record: a metadata text that is not null
 
 
-def record_decoder(names: dict[str, str]) -> msgspec.json.Decoder:
-    """A decoder of Dolma records whose keys are `names` (field -> key in the input): id and
-    text required strings, source/added/created strings or null, metadata any JSON value,
-    and no other key."""
-    record = msgspec.defstruct(
-        "DolmaRecord",
-        [
-            ("id", str),
-            ("text", str),
-            ("source", str | None, None),
-            ("added", str | None, None),
-            ("created", str | None, None),
-            ("metadata", msgspec.Raw, _NULL),
-        ],
-        rename={f: names[f] for f in _FIELDS},
-        forbid_unknown_fields=True,
-    )
-    return msgspec.json.Decoder(record)
+@dataclass(frozen=True)
+class RecordDecoder:
+    """msgspec's decoder of Dolma records whose keys are `names` (field -> key in the input):
+    id and text required strings, source/added/created strings or null, metadata any JSON
+    value, and the keys in `extra` (sorted) as any JSON value, each one optional. Any other
+    key is an error."""
+
+    names: dict[str, str]
+    extra: tuple[str, ...] = ()
+    decoder: msgspec.json.Decoder = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        record = msgspec.defstruct(
+            "DolmaRecord",
+            [
+                ("id", str),
+                ("text", str),
+                ("source", str | None, None),
+                ("added", str | None, None),
+                ("created", str | None, None),
+                ("metadata", msgspec.Raw, _NULL),
+                *((f"extra_{i}", msgspec.Raw, _ABSENT) for i in range(len(self.extra))),
+            ],
+            rename={f: self.names[f] for f in _FIELDS}
+            | {f"extra_{i}": key for i, key in enumerate(self.extra)},
+            forbid_unknown_fields=True,
+        )
+        object.__setattr__(self, "decoder", msgspec.json.Decoder(record))
+
+    def with_key(self, key: str) -> RecordDecoder | None:
+        """This decoder taking one more extra key, or None (a Dolma field's key, or one that
+        JSON escapes: msgspec takes no such name)."""
+        if key in self.names.values() or key in self.extra or _ESCAPED.intersection(key):
+            return None
+        return RecordDecoder(self.names, tuple(sorted((*self.extra, key))))
+
+
+class UnknownKey(Exception):
+    """A record has a key the decoder does not take (`key`)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+# msgspec's words for a key its record type lacks (read to learn the key; should they change,
+# the piece simply goes to the other readers)
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)` - at `\$[^`]*`", re.DOTALL)
 
 
 def line_count(data: bytes, start: int, stop: int) -> int | None:
@@ -84,23 +117,29 @@ def line_count(data: bytes, start: int, stop: int) -> int | None:
     return len(breaks) + 1
 
 
-def decode_block(
-    data: bytes, start: int, stop: int, decoder: msgspec.json.Decoder
-) -> DecodedBlock | None:
+def decode_block(data: bytes, start: int, stop: int, decoder: RecordDecoder) -> DecodedBlock | None:
     """The records of the lines `data[start:stop]`, or None unless every line is one record
-    and orjson reads and writes every metadata value."""
+    and orjson reads and writes every metadata value and extra key's value. UnknownKey names
+    a key beyond the decoder's (the caller may retry with `decoder.with_key`)."""
     n = line_count(data, start, stop)
     if n is None:
         return None
     try:
-        records = decoder.decode_lines(memoryview(data)[start:stop])
+        records = decoder.decoder.decode_lines(memoryview(data)[start:stop])
+    except msgspec.ValidationError as e:
+        unknown = _UNKNOWN.fullmatch(str(e))
+        if unknown:
+            raise UnknownKey(unknown.group(1)) from None
+        return None
     except (msgspec.MsgspecError, RecursionError):
         return None
     if len(records) != n:
         return None
     raws = list(map(attrgetter("metadata"), records))
-    meta = _metadata(raws)
-    if meta is None:
+    extra = [list(map(attrgetter(f"extra_{i}"), records)) for i in range(len(decoder.extra))]
+    try:
+        meta = _metadata(raws) if not extra else _metadata_with_extra(raws, decoder.extra, extra)
+    except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limit
         return None
     return DecodedBlock(
         list(map(attrgetter("id"), records)),
@@ -112,23 +151,49 @@ def decode_block(
     )
 
 
-def _metadata(raws: list[msgspec.Raw]) -> tuple[bytes, np.ndarray, np.ndarray] | None:
+def _metadata(raws: list[msgspec.Raw]) -> tuple[bytes, np.ndarray, np.ndarray]:
     """(the metadata texts that are not null, joined; each one's length; which are not null),
-    each text as orjson writes its value (what the per-line path stores); None when orjson
-    can't read or write a value. Each raw text is exactly one JSON value, so one orjson call
-    reads them all as an array, in order. When writing the array back gives the texts joined,
-    they are kept as they are (the usual compact case): the commas between them are the
-    array's top-level commas, so equal arrays mean equal texts one by one. Else each value
-    is written on its own."""
+    each text as orjson writes its value (what the per-line path stores). Each raw text is
+    exactly one JSON value, so one orjson call reads them all as an array, in order. When
+    writing the array back gives the texts joined, they are kept as they are (the usual
+    compact case): the commas between them are the array's top-level commas, so equal arrays
+    mean equal texts one by one. Else each value is written on its own."""
     joined = b",".join(raws)
-    try:
-        values = orjson.loads(b"[" + joined + b"]")
-        texts = raws if orjson.dumps(values)[1:-1] == joined else list(map(orjson.dumps, values))
-    except (orjson.JSONDecodeError, TypeError):  # TypeError: orjson's nesting limit
-        return None
-    present = np.fromiter((v is not None for v in values), bool, len(values))
+    values = orjson.loads(b"[" + joined + b"]")
+    texts = raws if orjson.dumps(values)[1:-1] == joined else list(map(orjson.dumps, values))
+    return _joined(texts, [v is not None for v in values])
+
+
+def _metadata_with_extra(
+    raws: list[msgspec.Raw], keys: tuple[str, ...], columns: list[list[msgspec.Raw]]
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """`_metadata` with the extra keys each record has folded in, as the per-line path folds
+    them (`ingest.parse_record`): {**extra, **metadata} when the metadata is an object, else
+    {**extra, "metadata": value}, the extra keys sorted; written by orjson."""
+    values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    rows = list(
+        zip(*columns, strict=True)
+    )  # per record: its extra values' texts (empty: key missing)
+    given = [raw for row in rows for raw in row if len(raw)]
+    parsed = iter(orjson.loads(b"[" + b",".join(given) + b"]"))
+    dumps = orjson.dumps
+    texts, present = [], []
+    for value, row in zip(values, rows, strict=True):
+        extra = {key: next(parsed) for key, raw in zip(keys, row, strict=True) if len(raw)}
+        if extra:
+            if type(value) is dict:
+                value = {**extra, **value}
+            else:
+                value = {**extra, "metadata": value} if value is not None else extra
+        present.append(value is not None)
+        texts.append(dumps(value) if value is not None else b"")
+    return _joined(texts, present)
+
+
+def _joined(texts: list, present: list[bool]) -> tuple[bytes, np.ndarray, np.ndarray]:
+    mask = np.array(present, bool)
     lengths = np.fromiter(map(len, texts), np.int64, len(texts))
-    if present.all():
-        return b"".join(texts), lengths, present
-    lengths[~present] = 0
-    return b"".join(compress(texts, present)), lengths, present
+    if mask.all():
+        return b"".join(texts), lengths, mask
+    lengths[~mask] = 0
+    return b"".join(compress(texts, mask)), lengths, mask

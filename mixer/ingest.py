@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mixer.dolma_lines import decode_block, record_decoder
+from mixer.dolma_lines import RecordDecoder, UnknownKey, decode_block
 from mixer.errors import MixerError
 from mixer.hashing import id_hashes128, utf8_spans
 from mixer.inputs import item_key, resolve_each, resolve_inputs  # noqa: F401 (decon_index)
@@ -76,6 +76,7 @@ ROW_GROUP_ROWS = 65536  # rows buffered before they are written
 SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one chunk
 MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 MAX_DECODE_SKIP = 64  # after pieces msgspec refused: at most this many given to Arrow first
+MAX_KEYS_LEARNT = 32  # keys beyond the Dolma fields msgspec learns per piece
 SMALL_FILE_BYTES = 256 << 10  # shards this small (on disk) are read whole, and several...
 TOGETHER_BYTES = 4 << 20  # ...of them parsed by one Arrow call, up to this much JSON
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
@@ -345,7 +346,7 @@ class _BlockReader:
     Dolma records, and Arrow's JSON reader with the five string fields by an explicit schema
     (any other key is an error), metadata cut off each line first."""
 
-    decoder: object  # msgspec.json.Decoder (`record_decoder`)
+    decoder: RecordDecoder  # with the extra keys of the last piece that had some
     schema: pa.Schema
     options: pajson.ParseOptions
     meta_key: bytes  # b'"metadata":'
@@ -374,7 +375,7 @@ def _block_reader(fields: FieldMap) -> _BlockReader | None:
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     keys = tuple(b',"' + n.encode() + b'":' for n in names)
     meta_key = b'"' + fields.metadata.encode() + b'":'
-    decoder = record_decoder({f: getattr(fields, f) for f in _FIELD_NAMES})
+    decoder = RecordDecoder({f: getattr(fields, f) for f in _FIELD_NAMES})
     return _BlockReader(decoder, schema, options, meta_key, keys, frozenset(allowed))
 
 
@@ -415,12 +416,25 @@ def _msgspec_block(
     reader: _BlockReader,
 ) -> tuple[pa.Table, np.ndarray] | None:
     """`_arrow_block`'s result, from msgspec's decoding of the block (mixer/dolma_lines.py),
-    or None. The records are exactly what the per-line path reads, so the rows are too."""
+    or None. The records are exactly what the per-line path reads, so the rows are too. Keys
+    beyond the Dolma fields are learnt as msgspec meets them (kept for the shard's later
+    pieces), and folded into the metadata as the per-line path folds them."""
     if stop - start > MAX_ARRAY_BYTES:
         return None
-    block = decode_block(data, start, stop, reader.decoder)
+    decoder = reader.decoder
+    for _ in range(MAX_KEYS_LEARNT):
+        try:
+            block = decode_block(data, start, stop, decoder)
+            break
+        except UnknownKey as e:  # learn the key, and decode again
+            decoder = decoder.with_key(e.key)
+            if decoder is None:
+                return None
+    else:
+        return None
     if block is None:
         return None
+    reader.decoder = decoder
     n = len(block.ids)
     metas = _utf8_lengths(block.meta_lengths, block.meta_text, block.meta_present)
     return _piece(

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import mixer.ingest as ing
-from mixer.dolma_lines import decode_block, line_count, record_decoder
+from mixer.dolma_lines import RecordDecoder, decode_block, line_count
 from mixer.ingest import FieldMap, ingest
 
-DECODER = record_decoder({f: f for f in ("id", "text", "source", "added", "created", "metadata")})
+DECODER = RecordDecoder({f: f for f in ("id", "text", "source", "added", "created", "metadata")})
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_a_block_is_read_only_when_each_line_is_one_record():
     """decode_lines reads a stream of values: a value across two lines and two values on one
     line make as many records as lines, in the wrong places. The line check refuses it."""
     block = b'{"id":"a",\n"text":"b"} {"id":"c","text":"d"}'
-    assert len(DECODER.decode_lines(block)) == 2  # what the check is for
+    assert len(DECODER.decoder.decode_lines(block)) == 2  # what the check is for
     assert decode_block(block, 0, len(block), DECODER) is None
     block = b'{"id":"a","text":"b"}\n\n{"id":"c","text":"d"} {"id":"e","text":"f"}'
     assert decode_block(block, 0, len(block), DECODER) is None
@@ -152,3 +152,45 @@ def _outputs(wd: Path) -> dict:
             if p.is_file():
                 found[str(p.relative_to(wd))] = p.read_bytes()
     return found
+
+
+def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, monkeypatch):
+    """Web records carry keys beyond the Dolma fields (a url, nested WARC info, float scores,
+    nulls), not always all of them: msgspec learns each key as it meets it and folds them
+    into the metadata exactly as the per-line path does; a key JSON escapes sends the piece
+    on to the other readers."""
+    import random
+
+    rng = random.Random(3)
+    metas = [None, {"url": "inner wins", "k": 1}, ["a"], "s", {}, 2.5]
+    lines = []
+    for i in range(300):
+        rec = {"id": f"d{i}", "text": f"web page {i} é", "url": f"https://x/{i}"}
+        rec["warcinfo"] = {"ip": "1.2.3.4", "lens": [i, i + 1.5]}
+        rec["score"] = rng.choice([0.25, 1e-9, 3, None])
+        if rng.random() < 0.8:
+            rec["a_first"] = rng.choice([True, "x", [1, {"y": None}]])
+        if rng.random() < 0.7:
+            rec["metadata"] = rng.choice(metas)
+        keys = list(rec)
+        rng.shuffle(keys)
+        lines.append(orjson.dumps({k: rec[k] for k in keys}))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "web.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (raw / "later.jsonl").write_bytes(lines[1] + b"\n" + lines[2][:-1] + b',"new":1}\n')
+    (raw / "quoted.jsonl").write_bytes(lines[3][:-1] + b',"q\\"k":1}\n')
+    taken = []
+    real = ing._msgspec_block
+    monkeypatch.setattr(ing, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
+    monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
+    ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1, group_below=0)
+    assert [None if b is None else b[0].num_rows for b in taken] == [2, None, 300]
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1, group_below=0)
+    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+    rows = pq.read_table(tmp_path / "msgspec" / "documents" / "raw").to_pylist()
+    d0 = orjson.loads(lines[0])
+    meta = orjson.loads(next(r["metadata"] for r in rows if r["id"] == "d0"))
+    extra = sorted(k for k in d0 if k not in ("id", "text", "metadata"))
+    assert list(meta)[: len(extra)] == extra and meta["warcinfo"] == d0["warcinfo"]
