@@ -421,20 +421,19 @@ def _msgspec_block(
     pieces), and folded into the metadata as the per-line path folds them."""
     if stop - start > MAX_ARRAY_BYTES:
         return None
-    decoder = reader.decoder
     for _ in range(MAX_KEYS_LEARNT):
         try:
-            block = decode_block(data, start, stop, decoder)
+            block = decode_block(data, start, stop, reader.decoder)
             break
-        except UnknownKey as e:  # learn the key, and decode again
-            decoder = decoder.with_key(e.key)
-            if decoder is None:
+        except UnknownKey as e:  # learn the key (kept for later pieces), and decode again
+            wider = reader.decoder.with_key(e.key)
+            if wider is None:
                 return None
+            reader.decoder = wider
     else:
         return None
     if block is None:
         return None
-    reader.decoder = decoder
     n = len(block.ids)
     metas = _utf8_lengths(block.meta_lengths, block.meta_text, block.meta_present)
     return _piece(

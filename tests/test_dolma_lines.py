@@ -194,3 +194,17 @@ def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, m
     meta = orjson.loads(next(r["metadata"] for r in rows if r["id"] == "d0"))
     extra = sorted(k for k in d0 if k not in ("id", "text", "metadata"))
     assert list(meta)[: len(extra)] == extra and meta["warcinfo"] == d0["warcinfo"]
+
+
+def test_keys_learnt_are_kept_even_when_a_piece_needs_more(monkeypatch):
+    """A piece with more new keys than one piece learns (MAX_KEYS_LEARNT) is refused, but
+    the keys learnt are kept: the next piece goes on from there."""
+    monkeypatch.setattr(ing, "MAX_KEYS_LEARNT", 3)
+    reader = ing._block_reader(FieldMap())
+    rec = {"id": "a", "text": "t"} | {f"k{i}": i for i in range(5)}
+    block = orjson.dumps(rec) + b"\n" + orjson.dumps(rec | {"id": "b"})
+    assert ing._msgspec_block(block, 0, len(block), 1, None, "web", reader) is None
+    assert reader.decoder.extra == ("k0", "k1", "k2")
+    table, _ = ing._msgspec_block(block, 0, len(block), 1, None, "web", reader)
+    assert len(reader.decoder.extra) == 5
+    assert table.column("metadata").to_pylist()[0] == '{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4}'
