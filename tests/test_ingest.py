@@ -385,15 +385,21 @@ def test_a_source_is_cut_into_row_groups_of_row_group_rows(tmp_path: Path, monke
 
 
 def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
+    """The per-line path's rows are made a table at once, halved while their text is too
+    large for one Arrow string array; the rows written are the same."""
     import mixer.ingest as ing
 
     raw = tmp_path / "raw" / "a.jsonl"
     raw.parent.mkdir()
     raw.write_bytes(b"\n".join(_doc(i, source=["web", "code"][i % 2]) for i in range(40)) + b"\n")
+    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)  # line by line
     ingest([str(raw.parent)], tmp_path / "one", workers=1, progress=False)
+    tables, real = [], ing._rows_piece
+    monkeypatch.setattr(ing, "_rows_piece", lambda rows: tables.append(len(rows)) or real(rows))
     monkeypatch.setattr(ing, "MAX_ARRAY_BYTES", 300)  # a few documents' text per array
     s = ingest([str(raw.parent)], tmp_path / "split", workers=1, progress=False)
     assert s["ingested"] == 40
+    assert tables[0] == 40 and min(tables) <= 3  # halved down to a few rows each
     for src in ("web", "code"):
         a = pq.read_table(tmp_path / "one" / "documents" / src)
         b = pq.read_table(tmp_path / "split" / "documents" / src)
