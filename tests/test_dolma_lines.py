@@ -1,4 +1,4 @@
-"""msgspec's block reader (mixer/dolma_lines.py): it reads a block only when every line is one
+"""msgspec's block reader (mixer/ingest/dolma_lines.py): it reads a block only when every line is one
 record it reads exactly as the per-line path does; anything else is left to the other readers."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-import mixer.ingest as ing
-from mixer.dolma_lines import RecordDecoder, decode_block, line_count
 from mixer.ingest import FieldMap, ingest
+from mixer.ingest import blocks as ing_blocks
+from mixer.ingest import shard as ing_shard
+from mixer.ingest.dolma_lines import RecordDecoder, decode_block, line_count
 
 DECODER = RecordDecoder({f: f for f in ("id", "text", "source", "added", "created", "metadata")})
 
@@ -113,9 +114,9 @@ def test_odd_lines_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch
         orjson.dumps({"id": f"p{i}", "text": f"plain {i}", "metadata": {"i": i}}) for i in range(2)
     ]
     (raw / "s.jsonl").write_bytes(b"\n".join([plain[0], ODD_LINES[odd], plain[1]]) + b"\n")
-    monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
+    monkeypatch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
     ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1)
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
     ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
     assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
 
@@ -131,8 +132,10 @@ def test_field_names_of_another_schema(tmp_path: Path, monkeypatch):
     raw.mkdir()
     (raw / "s.jsonl").write_text("\n".join(lines) + "\n")
     taken = []
-    real = ing._msgspec_block
-    monkeypatch.setattr(ing, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
+    real = ing_blocks._msgspec_block
+    monkeypatch.setattr(
+        ing_blocks, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1]
+    )
     ingest([str(raw)], tmp_path / "wd", progress=False, workers=1, fields=fields)
     assert [b[0].num_rows for b in taken] == [20]
     rows = pq.read_table(tmp_path / "wd" / "documents" / "web").to_pylist()
@@ -181,12 +184,14 @@ def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, m
     (raw / "later.jsonl").write_bytes(lines[1] + b"\n" + lines[2][:-1] + b',"new":1}\n')
     (raw / "quoted.jsonl").write_bytes(lines[3][:-1] + b',"q\\"k":1}\n')
     taken = []
-    real = ing._msgspec_block
-    monkeypatch.setattr(ing, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
-    monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
+    real = ing_blocks._msgspec_block
+    monkeypatch.setattr(
+        ing_blocks, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1]
+    )
+    monkeypatch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
     ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1, group_below=0)
     assert [None if b is None else b[0].num_rows for b in taken] == [2, None, 300]
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
     ingest([str(raw)], tmp_path / "lines", progress=False, workers=1, group_below=0)
     assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
     rows = pq.read_table(tmp_path / "msgspec" / "documents" / "raw").to_pylist()
@@ -199,12 +204,12 @@ def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, m
 def test_keys_learnt_are_kept_even_when_a_piece_needs_more(monkeypatch):
     """A piece with more new keys than one piece learns (MAX_KEYS_LEARNT) is refused, but
     the keys learnt are kept: the next piece goes on from there."""
-    monkeypatch.setattr(ing, "MAX_KEYS_LEARNT", 3)
-    reader = ing._block_reader(FieldMap())
+    monkeypatch.setattr(ing_blocks, "MAX_KEYS_LEARNT", 3)
+    reader = ing_blocks._block_reader(FieldMap())
     rec = {"id": "a", "text": "t"} | {f"k{i}": i for i in range(5)}
     block = orjson.dumps(rec) + b"\n" + orjson.dumps(rec | {"id": "b"})
-    assert ing._msgspec_block(block, 0, len(block), 1, None, "web", reader) is None
+    assert ing_blocks._msgspec_block(block, 0, len(block), 1, None, "web", reader) is None
     assert reader.decoder.extra == ("k0", "k1", "k2")
-    table, _ = ing._msgspec_block(block, 0, len(block), 1, None, "web", reader)
+    table, _ = ing_blocks._msgspec_block(block, 0, len(block), 1, None, "web", reader)
     assert len(reader.decoder.extra) == 5
     assert table.column("metadata").to_pylist()[0] == '{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4}'

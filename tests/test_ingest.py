@@ -20,6 +20,11 @@ from click.testing import CliRunner
 
 from mixer.cli import main
 from mixer.ingest import FieldMap, ingest
+from mixer.ingest import blocks as ing_blocks
+from mixer.ingest import columns as ing_columns
+from mixer.ingest import ids as ing_ids
+from mixer.ingest import output as ing_output
+from mixer.ingest import shard as ing_shard
 
 
 def _doc(i: int, source: str = "web", **extra) -> bytes:
@@ -283,7 +288,7 @@ def test_duplicate_ids_are_exact_per_source_in_bounded_windows(tmp_path: Path, m
     assert got == {src: expected.get(src, 0) for src in seen}
     assert all(v > 0 for v in got.values())
     # the same counts when the hash range is merged in many small windows
-    monkeypatch.setattr(ing, "ID_MERGE_BYTES", 256)
+    monkeypatch.setattr(ing_ids, "ID_MERGE_BYTES", 256)
     assert ing.duplicate_ids(wd) == got
     # the id files are the tasks' outputs: a rerun with them gone redoes those tasks
     ids = sorted((wd / "state" / "ingest" / "ids").glob("part-*.ids"))
@@ -308,7 +313,6 @@ def test_removed_shard_takes_its_ids_along(tmp_path: Path):
 
 
 def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
-    import mixer.ingest as ing
 
     raw = tmp_path / "raw" / "mixed.jsonl"
     raw.parent.mkdir()
@@ -319,8 +323,8 @@ def test_buffer_limits_change_row_groups_not_rows(tmp_path: Path, monkeypatch):
     lines[5] = b'{"id": 5, "text": "numeric id", "source": "web", "extra": 1}'  # careful branch
     raw.write_bytes(b"\n".join(lines) + b"\n")
     ingest([str(raw.parent)], tmp_path / "big", workers=1, progress=False)
-    monkeypatch.setattr(ing, "BUFFER_BYTES", 20000)
-    monkeypatch.setattr(ing, "WRITE_AHEAD_BYTES", 1)
+    monkeypatch.setattr(ing_output, "BUFFER_BYTES", 20000)
+    monkeypatch.setattr(ing_output, "WRITE_AHEAD_BYTES", 1)
     ingest([str(raw.parent)], tmp_path / "small", workers=1, progress=False)
     for d in (tmp_path / "big" / "documents").iterdir():
         big = pq.ParquetFile(d / "part-00000.parquet")
@@ -348,7 +352,6 @@ def test_small_sources_wait_for_more_rows_instead_of_a_row_group_per_flush(
 ):
     """A full buffer writes the sources holding the most text; a source of a few documents
     among big ones becomes one row group, not one per flush."""
-    import mixer.ingest as ing
 
     raw = tmp_path / "raw" / "mixed.jsonl"
     raw.parent.mkdir()
@@ -357,7 +360,7 @@ def test_small_sources_wait_for_more_rows_instead_of_a_row_group_per_flush(
         big = "web" if i % 2 else "code"
         lines.append(_doc(i, source=f"tiny:{i // 50 % 4}" if i % 50 == 0 else big))
     raw.write_bytes(b"\n".join(lines) + b"\n")
-    monkeypatch.setattr(ing, "BUFFER_BYTES", 30000)
+    monkeypatch.setattr(ing_output, "BUFFER_BYTES", 30000)
     s = ingest([str(raw.parent)], tmp_path / "wd", workers=1, progress=False)
     assert s["ingested"] == 2000
     docs = tmp_path / "wd" / "documents"
@@ -370,12 +373,11 @@ def test_small_sources_wait_for_more_rows_instead_of_a_row_group_per_flush(
 
 
 def test_a_source_is_cut_into_row_groups_of_row_group_rows(tmp_path: Path, monkeypatch):
-    import mixer.ingest as ing
 
     raw = tmp_path / "raw" / "a.jsonl"
     raw.parent.mkdir()
     raw.write_bytes(b"\n".join(_doc(i, source=["a", "b"][i % 3 == 0]) for i in range(900)) + b"\n")
-    monkeypatch.setattr(ing, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(ing_output, "ROW_GROUP_ROWS", 100)
     ingest([str(raw.parent)], tmp_path / "wd", workers=1, progress=False)
     for name, rows in (("a", 600), ("b", 300)):
         meta = pq.ParquetFile(tmp_path / "wd" / "documents" / name / "part-00000.parquet").metadata
@@ -387,16 +389,17 @@ def test_a_source_is_cut_into_row_groups_of_row_group_rows(tmp_path: Path, monke
 def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
     """The per-line path's rows are made a table at once, halved while their text is too
     large for one Arrow string array; the rows written are the same."""
-    import mixer.ingest as ing
 
     raw = tmp_path / "raw" / "a.jsonl"
     raw.parent.mkdir()
     raw.write_bytes(b"\n".join(_doc(i, source=["web", "code"][i % 2]) for i in range(40)) + b"\n")
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)  # line by line
+    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)  # line by line
     ingest([str(raw.parent)], tmp_path / "one", workers=1, progress=False)
-    tables, real = [], ing._rows_piece
-    monkeypatch.setattr(ing, "_rows_piece", lambda rows: tables.append(len(rows)) or real(rows))
-    monkeypatch.setattr(ing, "MAX_ARRAY_BYTES", 300)  # a few documents' text per array
+    tables, real = [], ing_output._rows_piece
+    monkeypatch.setattr(
+        ing_output, "_rows_piece", lambda rows: tables.append(len(rows)) or real(rows)
+    )
+    monkeypatch.setattr(ing_columns, "MAX_ARRAY_BYTES", 300)  # a few documents' text per array
     s = ingest([str(raw.parent)], tmp_path / "split", workers=1, progress=False)
     assert s["ingested"] == 40
     assert tables[0] == 40 and min(tables) <= 3  # halved down to a few rows each
@@ -442,28 +445,26 @@ ENGINES = ["both", "msgspec", "arrow"]  # the block readers: as ingest chains th
 def _count_fast_blocks(monkeypatch, engine: str = "both") -> list:
     """From now on, per block given to the block readers (`engine`: both, as ingest chains
     them, or msgspec or Arrow alone): its row count, or None when it went line by line."""
-    import mixer.ingest as ing
 
     if engine == "arrow":
-        monkeypatch.setattr(ing, "_msgspec_block", lambda *a: None)
+        monkeypatch.setattr(ing_blocks, "_msgspec_block", lambda *a: None)
     elif engine == "msgspec":
-        monkeypatch.setattr(ing, "_arrow_block", lambda *a: None)
+        monkeypatch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
     parsed: list = []
-    real = ing._fast_block
+    real = ing_blocks._fast_block
 
     def counting(*args):
         block = real(*args)
         parsed.append(None if block is None else block[0].num_rows)
         return block
 
-    monkeypatch.setattr(ing, "_fast_block", counting)
+    monkeypatch.setattr(ing_shard, "_fast_block", counting)
     return parsed
 
 
 def _ingest_line_by_line(monkeypatch, raw: Path, out: Path, **options) -> None:
-    import mixer.ingest as ing
 
-    monkeypatch.setattr(ing, "_block_reader", lambda fields: None)
+    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
     ingest([str(raw)], out, progress=False, workers=1, **options)
 
 
@@ -595,21 +596,19 @@ def test_fast_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypat
 )
 def test_lines_arrow_must_not_read_go_line_by_line(line: bytes):
     """Whatever orjson refuses, or reads differently, is never taken by the Arrow path."""
-    import mixer.ingest as ing
 
-    reader = ing._block_reader(FieldMap())
+    reader = ing_blocks._block_reader(FieldMap())
     block = b'{"id": "ok", "text": "fine"}\n' + line
-    assert ing._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
+    assert ing_blocks._arrow_block(block, 0, len(block), 1, None, "web", reader) is None
 
 
 def test_arrow_rows_do_not_point_into_the_scratch_buffer():
     """What Arrow reads is a scratch buffer reused from piece to piece: its columns must be
     copies."""
-    import mixer.ingest as ing
 
-    reader = ing._block_reader(FieldMap())
+    reader = ing_blocks._block_reader(FieldMap())
     block = b"\n".join(_doc(i, metadata={"i": i, "s": "é"}) for i in range(50))
-    table, _ = ing._arrow_block(block, 0, len(block), 1, None, "web", reader)
+    table, _ = ing_blocks._arrow_block(block, 0, len(block), 1, None, "web", reader)
     rows = table.to_pylist()
     reader.scratch[:] = b"x" * len(reader.scratch)
     assert table.to_pylist() == rows
@@ -817,13 +816,12 @@ _META_PIECES = {
 def test_metadata_cut_at_once_is_the_line_by_line_cut_or_declines(name):
     """The vectorised metadata cut gives exactly what the line-by-line one gives, or declines
     (then the line-by-line cut runs); it takes the usual compact piece."""
-    import mixer.ingest as ing
 
     lines, taken = _META_PIECES[name]
     data = b"\n".join(lines)
     key = b'"metadata":'
-    fast = ing._cut_metadata_at_once(data, 0, len(data), key, bytearray())
-    slow = ing._cut_metadata_by_line(data, 0, len(data), key, bytearray())
+    fast = ing_blocks._cut_metadata_at_once(data, 0, len(data), key, bytearray())
+    slow = ing_blocks._cut_metadata_by_line(data, 0, len(data), key, bytearray())
     assert (fast is not None) == taken
     if fast is not None:
         assert slow is not None and fast[1].equals(slow[1]) and bytes(fast[0]) == bytes(slow[0])

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from mixer.cli import main
 from mixer.ingest import IngestSource, IngestStage, ingest
+from mixer.ingest import blocks as ing_blocks
+from mixer.ingest import shard as ing_shard
 
 GROUP = 4000  # bytes: shards below this are grouped, units end about every 8 KB
 
@@ -184,7 +186,6 @@ def test_a_damaged_shard_in_a_unit_keeps_the_others(tmp_path: Path):
 
 
 def test_small_whole_shards_are_parsed_together_with_their_own_lines(tmp_path: Path, monkeypatch):
-    import mixer.ingest as ing
 
     raw = tmp_path / "raw"
     for s in range(6):
@@ -194,9 +195,9 @@ def test_small_whole_shards_are_parsed_together_with_their_own_lines(tmp_path: P
     (raw / "s7.jsonl").write_bytes(_shard(tmp_path / "y.jsonl", 700, 2).read_bytes()[:-1])
     _shard(raw / "s8.jsonl", 800, 4)
     calls: list = []
-    real = ing._fast_block
+    real = ing_blocks._fast_block
     monkeypatch.setattr(
-        ing, "_fast_block", lambda *a: calls.append(a[1:3]) or real(*a)
+        ing_shard, "_fast_block", lambda *a: calls.append(a[1:3]) or real(*a)
     )  # (start, stop) of each block the block readers are given
     s = ingest([str(raw)], tmp_path / "wd", progress=False, workers=1)
     # s0-s6 in one call (a BOM skipped); s7 (no final newline) read alone, which ends the
@@ -204,7 +205,7 @@ def test_small_whole_shards_are_parsed_together_with_their_own_lines(tmp_path: P
     together = sum(p.stat().st_size for p in sorted(raw.iterdir())[:7]) - 3 - 1
     assert calls == [(0, together), (0, 128), (0, 128), (0, 515)]
     assert s["ingested"] == sum(3 + k for k in range(6)) + 2 + 2 + 4
-    monkeypatch.setattr(ing, "_fast_block", real)
+    monkeypatch.setattr(ing_shard, "_fast_block", real)
     alone = ingest([str(raw)], tmp_path / "alone", progress=False, workers=1, group_below=0)
     rows = lambda w: sorted(  # noqa: E731
         (r["src_file"], r["src_line"], r["id"]) for r in pq.read_table(w / "documents").to_pylist()

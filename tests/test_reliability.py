@@ -357,7 +357,7 @@ def test_full_disk_is_one_line_error(tmp_path: Path, monkeypatch):
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "wd" / "x"))
 
-    monkeypatch.setattr("mixer.ingest._PartWriter.write", full)  # on the writer thread
+    monkeypatch.setattr("mixer.ingest.output._PartWriter.write", full)  # on the writer thread
     r = CliRunner().invoke(
         main, ["ingest", str(path), "--out", str(tmp_path / "wd"), "--workers", "1"]
     )
