@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mixer.hashing import utf8_spans
+
 MASK64 = (1 << 64) - 1
 BYTE_BASE = 0x100000001B3  # odd multiplier of the per-word polynomial hash (FNV prime)
 SEQ_BASE = 0x9E3779B97F4A7C15  # odd multiplier for sequences of word hashes (golden ratio)
@@ -445,15 +447,10 @@ def hash_words(strings: pa.Array) -> np.ndarray:
 
 def hash_strings(strings: pa.Array) -> np.ndarray:
     """64-bit hash of each string's UTF-8 bytes: fmix64(poly(bytes) ^ len * LEN_SALT)."""
-    strings = strings.cast(pa.large_string()) if strings.type == pa.string() else strings
-    n = len(strings)
-    if n == 0:
+    if len(strings) == 0:
         return np.zeros(0, dtype=np.uint64)
-    bufs = strings.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    lengths = np.diff(offsets)
-    h = _segment_poly(data, offsets[:-1], lengths, BYTE_BASE)
+    data, starts, lengths = utf8_spans(strings)  # read in place, string or large_string
+    h = _segment_poly(data, starts, lengths, BYTE_BASE)
     return fmix64(h ^ (lengths.astype(np.uint64) * U64(LEN_SALT)))
 
 
