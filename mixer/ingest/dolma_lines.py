@@ -99,6 +99,8 @@ def line_count(data: bytes, start: int, stop: int) -> int | None:
     values as lines, each line is exactly one of them. None otherwise."""
     if stop <= start or data[start] != 0x7B:  # "{"
         return None
+    if data.find(b"\n", start, stop) < 0:  # one line (a long one joined across pieces, say)
+        return 1
     block = np.frombuffer(data, np.uint8, stop - start, start)
     breaks = np.flatnonzero(block == 0x0A)  # never the first byte: that is "{"
     if len(breaks) and breaks[-1] == len(block) - 1:  # the last line is empty
