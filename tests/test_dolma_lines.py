@@ -213,3 +213,99 @@ def test_keys_learnt_are_kept_even_when_a_piece_needs_more(monkeypatch):
     table, _ = ing_blocks._msgspec_block(block, 0, len(block), 1, None, "web", reader)
     assert len(reader.decoder.extra) == 5
     assert table.column("metadata").to_pylist()[0] == '{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4}'
+
+
+_PIECES = ["a", "é", "日本", "🙂", '"', "\\", "\t", "\n", "\x00", "}{", "\u2028", "\ud800"]
+
+
+def _random_value(rng, depth: int = 0):
+    r = rng.random()
+    if depth > 3 or r < 0.4:
+        return rng.choice(["s", "é", "", 'a"b', 0, -1, 2**63, 2**64 + 5, 1.5, 1e300, True, None])
+    if r < 0.7:
+        keys = ["a", "id", "text", "metadata", "source", "x y"]
+        return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+
+
+def _random_line(rng, i: int, valid: bool, extra: bool) -> bytes:
+    """A record of any shape (keys in any order, any spacing; with `extra`, keys beyond the
+    Dolma fields, some with JSON escapes in their names); unless `valid`, fields missing,
+    mistyped or blank and now and then the line damaged."""
+    bad = 0.0 if valid else 1.0
+    rec = {}
+    if rng.random() < 1 - 0.03 * bad:
+        ids = [f"d{i}", f" d{i}", f"d{i}\u00a0"] + ["  ", "\u3000", i] * int(bad)
+        rec["id"] = rng.choice(ids)
+    if rng.random() < 1 - 0.03 * bad:
+        rec["text"] = (
+            "".join(rng.choice(_PIECES[: len(_PIECES) - 1 + int(bad)]) for _ in range(12))
+            if rng.random() < 1 - 0.05 * bad
+            else rng.choice([5, None, ["x"]])
+        )
+    for key in ("source", "added", "created"):
+        if rng.random() < 0.5:
+            rec[key] = rng.choice(["web", "", None, "a/b"] + [3] * int(bad))
+    if rng.random() < 0.7:
+        rec["metadata"] = _random_value(rng)
+    for key in ("url", "score", "warc", 'q"k')[: (3 + int(bad)) * extra]:  # q"k: left to Arrow
+        if rng.random() < 0.15:
+            rec[key] = _random_value(rng)
+    keys = list(rec)
+    rng.shuffle(keys)
+    rec = {k: rec[k] for k in keys}
+    style = rng.random()
+    try:
+        if style < 0.5:
+            line = orjson.dumps(rec)
+        elif style < 0.8:
+            line = json.dumps(rec, ensure_ascii=rng.random() < 0.5).encode()
+        else:
+            line = json.dumps(rec, separators=(", ", " : ")).encode()
+    except (TypeError, UnicodeEncodeError):  # what orjson or UTF-8 won't write: escaped
+        line = json.dumps(rec).encode()
+    damage = rng.random() + 1 - bad
+    if damage < 0.03:
+        line = line[: rng.randint(0, len(line))]
+    elif damage < 0.05:
+        line = line.replace(b'"text"', b'"text","text"', 1)
+    elif damage < 0.07:
+        line += rng.choice([b" ", b"\r", b" \t"])
+    elif damage < 0.08:
+        line = b" " + line
+    elif damage < 0.09:
+        line = b""
+    elif damage < 0.10:
+        line = line + b" " + line
+    elif damage < 0.11 and line:
+        k = rng.randrange(len(line))
+        line = line[:k] + bytes([rng.randrange(256)]) + line[k + 1 :]
+    elif damage < 0.12:
+        line = line.replace(b",", b",\n", 1)  # a record across two lines
+    return line
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_records_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch, seed):
+    """Random shards of records of every shape, some damaged: msgspec alone (Arrow switched
+    off) keeps and quarantines exactly what the per-line path does, line by line."""
+    import random
+
+    rng = random.Random(seed)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in range(rng.randint(2, 5)):  # the first shard valid, the others either way
+        valid, extra = f == 0 or rng.random() < 0.4, rng.random() < 0.5
+        lines = [_random_line(rng, i, valid, extra) for i in range(rng.randint(1, 80))]
+        (raw / f"s{f}.jsonl").write_bytes(
+            b"\n".join(lines) + (b"\n" if rng.random() < 0.9 else b"")
+        )
+    taken, real = [], ing_blocks._msgspec_block
+    with monkeypatch.context() as patch:
+        patch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
+        patch.setattr(ing_blocks, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
+        ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1, group_below=0)
+    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
+    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1, group_below=0)
+    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+    assert any(b is not None for b in taken)
