@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from ingest_outputs import ingest_line_by_line, outputs
 
 from mixer.ingest import FieldMap, ingest
 from mixer.ingest import blocks as ing_blocks
-from mixer.ingest import shard as ing_shard
 from mixer.ingest.dolma_lines import RecordDecoder, decode_block, line_count
 
 DECODER = RecordDecoder({f: f for f in ("id", "text", "source", "added", "created", "metadata")})
@@ -116,9 +116,8 @@ def test_odd_lines_give_what_the_per_line_path_gives(tmp_path: Path, monkeypatch
     (raw / "s.jsonl").write_bytes(b"\n".join([plain[0], ODD_LINES[odd], plain[1]]) + b"\n")
     monkeypatch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
     ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1)
-    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1)
-    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
+    assert outputs(tmp_path / "msgspec") == outputs(tmp_path / "lines")
 
 
 def test_field_names_of_another_schema(tmp_path: Path, monkeypatch):
@@ -143,18 +142,6 @@ def test_field_names_of_another_schema(tmp_path: Path, monkeypatch):
         ("d0", "text 0", '{"i":0}'),
         ("d1", "text 1", '{"i":1}'),
     ]
-
-
-def _outputs(wd: Path) -> dict:
-    """Every documents part's rows, quarantine file and id file of a workdir, by path."""
-    found = {}
-    for p in sorted((wd / "documents").rglob("*.parquet")):
-        found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
-    for sub in ("quarantine", "state/ingest/ids"):
-        for p in sorted((wd / sub).rglob("*")):
-            if p.is_file():
-                found[str(p.relative_to(wd))] = p.read_bytes()
-    return found
 
 
 def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, monkeypatch):
@@ -191,9 +178,8 @@ def test_extra_keys_of_any_json_value_are_folded_into_metadata(tmp_path: Path, m
     monkeypatch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
     ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1, group_below=0)
     assert [None if b is None else b[0].num_rows for b in taken] == [2, None, 300]
-    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1, group_below=0)
-    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
+    assert outputs(tmp_path / "msgspec") == outputs(tmp_path / "lines")
     rows = pq.read_table(tmp_path / "msgspec" / "documents" / "raw").to_pylist()
     d0 = orjson.loads(lines[0])
     meta = orjson.loads(next(r["metadata"] for r in rows if r["id"] == "d0"))
@@ -305,7 +291,6 @@ def test_random_records_give_what_the_per_line_path_gives(tmp_path: Path, monkey
         patch.setattr(ing_blocks, "_arrow_block", lambda *a: None)
         patch.setattr(ing_blocks, "_msgspec_block", lambda *a: taken.append(real(*a)) or taken[-1])
         ingest([str(raw)], tmp_path / "msgspec", progress=False, workers=1, group_below=0)
-    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
-    ingest([str(raw)], tmp_path / "lines", progress=False, workers=1, group_below=0)
-    assert _outputs(tmp_path / "msgspec") == _outputs(tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
+    assert outputs(tmp_path / "msgspec") == outputs(tmp_path / "lines")
     assert any(b is not None for b in taken)

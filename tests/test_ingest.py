@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from click.testing import CliRunner
+from ingest_outputs import ingest_line_by_line, outputs
 
 from mixer.cli import main
 from mixer.ingest import FieldMap, ingest
@@ -462,24 +463,6 @@ def _count_fast_blocks(monkeypatch, engine: str = "both") -> list:
     return parsed
 
 
-def _ingest_line_by_line(monkeypatch, raw: Path, out: Path, **options) -> None:
-
-    monkeypatch.setattr(ing_shard, "_block_reader", lambda fields: None)
-    ingest([str(raw)], out, progress=False, workers=1, **options)
-
-
-def _outputs(wd: Path) -> dict:
-    """Every documents part's rows, quarantine file and id file of a workdir, by path."""
-    found = {}
-    for p in sorted((wd / "documents").rglob("*.parquet")):
-        found[str(p.relative_to(wd))] = pq.read_table(p).to_pylist()
-    for sub in ("quarantine", "state/ingest/ids"):
-        for p in sorted((wd / sub).rglob("*")):
-            if p.is_file():
-                found[str(p.relative_to(wd))] = p.read_bytes()
-    return found
-
-
 def _rows_in_line_order(wd: Path, source_dir: str = "") -> list:
     found = pq.read_table(wd / "documents" / source_dir).to_pylist()
     return sorted(found, key=lambda r: (r["src_file"], r["src_line"]))
@@ -559,9 +542,9 @@ def test_fast_blocks_give_what_the_per_line_path_gives(tmp_path: Path, monkeypat
     for name in ("clean.jsonl", "mixed.jsonl"):  # a unit (and a part) each, as line by line
         ingest([str(raw / name)], tmp_path / "arrow", progress=False, workers=1, group_below=0)
     assert parsed == [400, None]
-    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
 
-    arrow, lines = _outputs(tmp_path / "arrow"), _outputs(tmp_path / "lines")
+    arrow, lines = outputs(tmp_path / "arrow"), outputs(tmp_path / "lines")
     assert arrow.keys() == lines.keys()
     for name in arrow:
         assert arrow[name] == lines[name], name
@@ -647,7 +630,7 @@ def test_sorted_keys_take_a_fast_path_and_give_the_same_rows(tmp_path: Path, mon
     assert parsed == [300]
     ingest([str(raw / "nested.jsonl")], tmp_path / "arrow", progress=False, workers=1)
     assert parsed[1:] == [None if engine == "arrow" else 1]
-    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
     for d in sorted((tmp_path / "lines" / "documents").iterdir()):
         assert _rows_in_line_order(tmp_path / "arrow", d.name) == _rows_in_line_order(
@@ -708,7 +691,7 @@ def test_extra_fields_take_a_fast_path_and_are_kept_in_metadata(
         assert sorted(parsed, key=str) == [200] + [None] * len(odd)
     else:
         assert sorted(parsed, key=str) == [1, 1, 2, 2, 2, 200, None]
-    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines")
 
     arrow = _rows_in_line_order(tmp_path / "arrow")
     assert arrow == _rows_in_line_order(tmp_path / "lines")
@@ -777,8 +760,8 @@ def test_random_shapes_give_the_same_rows_by_fast_blocks_and_line_by_line(
         (raw / f"s{f:02d}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     parsed = _count_fast_blocks(monkeypatch, engine)
     ingest([str(raw)], tmp_path / "arrow", progress=False, workers=1, group_below=0)
-    _ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
-    assert _outputs(tmp_path / "arrow") == _outputs(tmp_path / "lines")
+    ingest_line_by_line(monkeypatch, raw, tmp_path / "lines", group_below=0)
+    assert outputs(tmp_path / "arrow") == outputs(tmp_path / "lines")
     taken = sum(n is not None for n in parsed)  # a block per shard
     assert 0 < taken and (taken < len(parsed) or engine != "arrow")
 

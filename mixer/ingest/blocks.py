@@ -8,6 +8,7 @@ read"."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from mixer.ingest.columns import (
 from mixer.ingest.dolma_lines import RecordDecoder, UnknownKey, decode_block
 from mixer.ingest.records import FieldMap
 
-MAX_DECODE_SKIP = 64  # after pieces msgspec refused: at most this many given to Arrow first
+MAX_SKIP = 64  # a reader refused time after time is tried again after at most this many turns
 MAX_KEYS_LEARNT = 32  # keys beyond the Dolma fields msgspec learns per piece
 
 
@@ -41,6 +42,29 @@ _META_TRIES = 4  # matches of the metadata key tried from the end of a line
 _SPACES = memoryview(b" " * (1 << 20))  # metadata longer than this: the per-line path
 _MAY_BE_SPACE = np.zeros(256, bool)  # first bytes of the characters str.isspace() accepts
 _MAY_BE_SPACE[list(range(33)) + list(range(0x80, 0x100))] = True
+
+
+@dataclass
+class Backoff:
+    """When to try a reader that keeps refusing: after a refusal the next 2, 4, 8, ... turns
+    (at most MAX_SKIP) skip it; a turn it takes resets the count."""
+
+    misses: int = 0
+    skip: int = 0
+
+    def ready(self) -> bool:
+        """Whether to try the reader this turn (a turn skipped counts down)."""
+        if self.skip:
+            self.skip -= 1
+            return False
+        return True
+
+    def record(self, taken: bool) -> None:
+        if taken:
+            self.misses = 0
+        else:
+            self.misses += 1
+            self.skip = min(1 << self.misses, MAX_SKIP)
 
 
 @dataclass
@@ -57,12 +81,11 @@ class _BlockReader:
     names: frozenset  # the six field names
     # what Arrow reads: each piece copied here, metadata blanked (reused from piece to piece)
     scratch: bytearray = field(default_factory=bytearray, repr=False)
-    # the schema with the extra keys of the last piece that had some (`_extra_field_options`)
+    # the schema with the extra keys of the last piece that had some (`_read_with_extra_fields`)
     extra_options: pajson.ParseOptions | None = None
-    # pieces msgspec refused in a row, and how many to give straight to Arrow before trying
-    # it again (a bad line deep in every piece would otherwise cost two parses per piece)
-    decode_misses: int = 0
-    decode_skip: int = 0
+    # after pieces msgspec refused, how many go straight to Arrow (a bad line deep in every
+    # piece would otherwise cost two parses per piece)
+    msgspec_backoff: Backoff = field(default_factory=Backoff)
 
 
 def _block_reader(fields: FieldMap) -> _BlockReader | None:
@@ -78,11 +101,8 @@ def _block_reader(fields: FieldMap) -> _BlockReader | None:
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     keys = tuple(b',"' + n.encode() + b'":' for n in names)
     meta_key = b'"' + fields.metadata.encode() + b'":'
-    decoder = RecordDecoder({f: getattr(fields, f) for f in _FIELD_NAMES})
+    decoder = RecordDecoder(dataclasses.asdict(fields))
     return _BlockReader(decoder, schema, options, meta_key, keys, frozenset(allowed))
-
-
-_FIELD_NAMES = ("id", "text", "source", "added", "created", "metadata")
 
 
 def _fast_block(
@@ -97,15 +117,11 @@ def _fast_block(
     """The lines `data[start:stop]` as a PIECE_SCHEMA table (and the text bytes before each
     row), read by msgspec (`_msgspec_block`), else by Arrow (`_arrow_block`: it also reads
     keys beyond the Dolma fields), or None: then every line takes the per-line path."""
-    if reader.decode_skip:
-        reader.decode_skip -= 1
-    else:
+    if reader.msgspec_backoff.ready():
         block = _msgspec_block(data, start, stop, first, forced, fallback, reader)
+        reader.msgspec_backoff.record(block is not None)
         if block is not None:
-            reader.decode_misses = 0
             return block
-        reader.decode_misses += 1
-        reader.decode_skip = min(1 << reader.decode_misses, MAX_DECODE_SKIP) - 1
     return _arrow_block(data, start, stop, first, forced, fallback, reader)
 
 

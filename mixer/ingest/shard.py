@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from mixer.errors import MixerError
 from mixer.ingest import output
-from mixer.ingest.blocks import _block_reader, _fast_block
+from mixer.ingest.blocks import Backoff, _block_reader, _fast_block
 from mixer.ingest.columns import _SRC_LINE, _SRC_LINE_AT
 from mixer.ingest.ids import _ids_path
 from mixer.ingest.output import _Quarantine, _ShardOutput
@@ -27,7 +27,6 @@ from mixer.io import (
     iter_line_chunks,
 )
 
-MAX_ARROW_SKIP = 64  # after pieces Arrow refused: at most this many read line by line first
 SMALL_FILE_BYTES = 256 << 10  # shards this small (on disk) are read whole, and several...
 TOGETHER_BYTES = 4 << 20  # ...of them parsed by one Arrow call, up to this much JSON
 BOM = b"\xef\xbb\xbf"
@@ -131,10 +130,9 @@ class _UnitReader:
         self.file_lines: dict[str, int] = {}  # lines read per shard
         self.stream_errors: list[dict] = []
         self.src_file = self.fallback = ""  # the shard being read, and its default source
-        # batches of small shards the block readers refused in a row, and how many to read
-        # shard by shard before trying a batch again (each shard still tries them for its own
-        # pieces)
-        self.batch_misses = self.batch_skip = 0
+        # after batches of small shards the block readers refused, how many are read shard by
+        # shard (each shard still tries them for its own pieces)
+        self.batch_backoff = Backoff()
 
     def reject(self, src: str, line_no: int, reason: str, raw: bytes, **extra) -> None:
         self.quarantine.add(src, self.src_file, line_no, reason, raw, **extra)
@@ -170,26 +168,21 @@ class _UnitReader:
         self.fallback = fallback = self.source or _default_source(src_file)
         self.out.start_file(src_file)
         lines_read = 0
-        misses = skip = 0  # pieces refused in a row; pieces to read line by line first
+        backoff = Backoff()  # after pieces refused, how many go straight to the per-line path
         try:
             for data, start, stop in iter_line_chunks(path):
                 first = lines_read + 1
                 if first == 1 and data.startswith(BOM, start):
                     start += len(BOM)
-                if self.reader is not None and skip == 0:
+                if self.reader is not None and backoff.ready():
                     block = _fast_block(
                         data, start, stop, first, self.source, fallback, self.reader
                     )
+                    backoff.record(block is not None)  # a corpus they refuse isn't parsed twice
                     if block is not None:
-                        misses = 0
                         lines_read += block[0].num_rows
                         self.out.add_piece(*block)
                         continue
-                    # a corpus whose pieces keep failing is not parsed twice: back off
-                    misses += 1
-                    skip = min(1 << misses, MAX_ARROW_SKIP)
-                elif skip:
-                    skip -= 1
                 lines_read += self._read_lines(data, start, stop, first)
         except StreamError as e:
             e.line_no = lines_read + 1
@@ -277,13 +270,10 @@ class _UnitReader:
         block readers (an Arrow call costs about 0.25 ms whatever its size), then split back
         per shard with their own line numbers; if they refuse any line, each shard alone."""
         block = None
-        if len(batch) > 1 and self.batch_skip:
-            self.batch_skip -= 1
-        elif len(batch) > 1:
+        if len(batch) > 1 and self.batch_backoff.ready():
             joined = b"\n".join(data[a:b] for _, _, data, a, b in batch)
             block = _fast_block(joined, 0, len(joined), 1, self.source, batch[0][1], self.reader)
-            self.batch_misses = 0 if block is not None else self.batch_misses + 1
-            self.batch_skip = min(1 << self.batch_misses, MAX_ARROW_SKIP) if block is None else 0
+            self.batch_backoff.record(block is not None)
         if block is None:
             for item in batch:
                 self.read_file(item[0])
