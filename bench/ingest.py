@@ -104,6 +104,15 @@ SHAPES = {
     "extra-field": lambda rec: {**rec, "url": f"https://example.com/{rec['id']}"},
     # dolma's Rust tools: sorted keys and a "version" key
     "dolma-rs": lambda rec: {**rec, "version": "v0"},
+    # web crawls: top-level keys of any JSON type beyond the Dolma fields (a url, nested WARC
+    # info, a float score), metadata last
+    "web-extras": lambda rec: {
+        **{k: v for k, v in rec.items() if k != "metadata"},
+        "url": f"https://example.com/{rec['id']}",
+        "warcinfo": {"ip": "10.0.0.1", "lens": [len(rec["text"]), 0.5]},
+        "fasttext_score": len(rec["text"]) / 1e5,
+        "metadata": rec.get("metadata"),
+    },
 }
 
 
