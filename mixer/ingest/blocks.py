@@ -31,7 +31,7 @@ from mixer.ingest.columns import (
     _utf8_or_null,
 )
 from mixer.ingest.dolma_lines import RecordDecoder, UnknownKey, decode_block
-from mixer.ingest.records import FieldMap
+from mixer.ingest.records import FieldMap, with_extra
 
 MAX_SKIP = 64  # a reader refused time after time is tried again after at most this many turns
 MAX_KEYS_LEARNT = 32  # keys beyond the Dolma fields msgspec learns per piece
@@ -540,12 +540,6 @@ def _with_extra_fields(table: pa.Table, metas: pa.Array) -> pa.Array | None:
     loads, dumps = orjson.loads, orjson.dumps
     merged = []
     for values, text in zip(rows, metas.to_pylist(), strict=True):
-        extra = dict(zip(keys, values, strict=True))
         meta = None if text is None else loads(text)
-        if meta is None:
-            merged.append(dumps(extra))
-        elif type(meta) is dict:
-            merged.append(dumps({**extra, **meta}))
-        else:
-            merged.append(dumps({**extra, "metadata": meta}))
+        merged.append(dumps(with_extra(dict(zip(keys, values, strict=True)), meta)))
     return _utf8(merged)

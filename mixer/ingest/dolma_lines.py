@@ -20,6 +20,8 @@ import msgspec
 import numpy as np
 import orjson
 
+from mixer.ingest.records import with_extra
+
 _NULL = msgspec.Raw(b"null")
 _ABSENT = msgspec.Raw(b"")  # an extra key missing from a record (a JSON value is never empty)
 _FIELDS = ("id", "text", "source", "added", "created", "metadata")
@@ -169,24 +171,18 @@ def _metadata(raws: list[msgspec.Raw]) -> tuple[bytes, np.ndarray, np.ndarray]:
 def _metadata_with_extra(
     raws: list[msgspec.Raw], keys: tuple[str, ...], columns: list[list[msgspec.Raw]]
 ) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """`_metadata` with the extra keys each record has folded in, as the per-line path folds
-    them (`ingest.parse_record`): {**extra, **metadata} when the metadata is an object, else
-    {**extra, "metadata": value}, the extra keys sorted; written by orjson."""
+    """`_metadata` with the extra keys (sorted) each record has folded in by `with_extra`, as
+    the per-line path folds them; written by orjson."""
     values = orjson.loads(b"[" + b",".join(raws) + b"]")
-    rows = list(
-        zip(*columns, strict=True)
-    )  # per record: its extra values' texts (empty: key missing)
+    # per record: its extra values' texts (empty: the key is missing), all read by one call
+    rows = list(zip(*columns, strict=True))
     given = [raw for row in rows for raw in row if len(raw)]
     parsed = iter(orjson.loads(b"[" + b",".join(given) + b"]"))
     dumps = orjson.dumps
     texts, present = [], []
     for value, row in zip(values, rows, strict=True):
         extra = {key: next(parsed) for key, raw in zip(keys, row, strict=True) if len(raw)}
-        if extra:
-            if type(value) is dict:
-                value = {**extra, **value}
-            else:
-                value = {**extra, "metadata": value} if value is not None else extra
+        value = with_extra(extra, value)
         present.append(value is not None)
         texts.append(dumps(value) if value is not None else b"")
     return _joined(texts, present)

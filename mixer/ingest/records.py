@@ -72,6 +72,17 @@ def _exact_number(raw: bytes, key: str, value):
         return str(value)
 
 
+def with_extra(extra: dict, metadata):
+    """The metadata with the keys beyond the Dolma fields folded in (`extra`, sorted by key):
+    {**extra, **metadata} when the metadata is an object, {**extra, "metadata": value} when it
+    is another value, `extra` when there is none. Every reader folds them this way."""
+    if not extra:
+        return metadata
+    if isinstance(metadata, dict):
+        return {**extra, **metadata}
+    return extra if metadata is None else {**extra, "metadata": metadata}
+
+
 def parse_record(
     record,
     fields: FieldMap,
@@ -103,15 +114,8 @@ def parse_record(
     # Fields beyond the Dolma ones are kept inside metadata rather than dropped.
     used = used if used is not None else fields.names
     extra_keys = record.keys() - used
-    extra = {k: record[k] for k in sorted(extra_keys)} if extra_keys else None
-    if extra:
-        metadata = (
-            {**extra, **metadata}
-            if isinstance(metadata, dict)
-            else {**extra, "metadata": metadata}
-            if metadata is not None
-            else extra
-        )
+    if extra_keys:
+        metadata = with_extra({k: record[k] for k in sorted(extra_keys)}, metadata)
     try:
         meta_json = None if metadata is None else orjson.dumps(metadata).decode()
     except TypeError:  # lone surrogates in keys or values
