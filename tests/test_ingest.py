@@ -387,6 +387,39 @@ def test_a_source_is_cut_into_row_groups_of_row_group_rows(tmp_path: Path, monke
         )
 
 
+def test_a_source_is_cut_into_row_groups_of_row_group_bytes(tmp_path: Path, monkeypatch):
+    """A source's rows become a row group once they hold ROW_GROUP_BYTES of text, cut at the
+    row that reaches it, the same whatever pieces the shard was read in; rows unchanged."""
+
+    raw = tmp_path / "raw" / "a.jsonl"
+    raw.parent.mkdir()
+    docs = [
+        _doc(i, source=["a", "b"][i % 3 == 0], text="x" * (i * 7919 % 900 + 1)) for i in range(900)
+    ]
+    raw.write_bytes(b"\n".join(docs) + b"\n")
+    ingest([str(raw.parent)], tmp_path / "whole", workers=1, progress=False)
+    monkeypatch.setattr(ing_output, "ROW_GROUP_BYTES", 20000)
+    ingest([str(raw.parent)], tmp_path / "wd", workers=1, progress=False)
+    import mixer.io
+
+    monkeypatch.setattr(mixer.io, "READ_CHUNK", 4096)
+    ingest([str(raw.parent)], tmp_path / "pieces", workers=1, progress=False)
+    for name in ("a", "b"):
+        part = Path("documents") / name / "part-00000.parquet"
+        whole = pq.ParquetFile(tmp_path / "whole" / part)
+        cut = pq.ParquetFile(tmp_path / "wd" / part)
+        assert whole.metadata.num_row_groups == 1
+        assert cut.read().equals(whole.read())
+        assert (tmp_path / "pieces" / part).read_bytes() == (tmp_path / "wd" / part).read_bytes()
+        sizes = [
+            [len(t.encode()) for t in cut.read_row_group(g, ["text"]).column(0).to_pylist()]
+            for g in range(cut.metadata.num_row_groups)
+        ]
+        assert len(sizes) > 3
+        assert all(sum(group) >= 20000 for group in sizes[:-1])  # each reaches the limit...
+        assert all(sum(group[:-1]) < 20000 for group in sizes)  # ...at its last row
+
+
 def test_tables_too_large_for_one_array_are_split(tmp_path: Path, monkeypatch):
     """The per-line path's rows are made a table at once, halved while their text is too
     large for one Arrow string array; the rows written are the same."""

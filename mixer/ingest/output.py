@@ -40,7 +40,10 @@ from mixer.schema import (
 )
 
 BUFFER_BYTES = 64 << 20  # text buffered (all sources of a shard) before it is written
-ROW_GROUP_ROWS = 65536  # rows buffered before they are written
+ROW_GROUP_ROWS = 65536  # a source's rows buffered before they are written...
+# ...or its text bytes: a shard smaller than BUFFER_BYTES is then written while it is read, not
+# all at its end with the reading thread waiting (and a row group stays a few pages per column)
+ROW_GROUP_BYTES = 16 << 20
 SMALL_PART_BYTES = 4 << 20  # a source's rows of a flush below this are made one chunk
 WRITE_AHEAD_BYTES = 64 << 20  # tables handed to the writer threads and not written yet
 WRITER_THREADS = 1  # Parquet encoding and compression run there, without the GIL
@@ -96,11 +99,11 @@ class _ShardOutput:
     Rows arrive as Arrow tables of whole blocks (`add_piece`) or one by one from the per-line
     path (appended to `rows`, turned into a table when needed); each piece is stably sorted
     by source as it arrives and kept per source. A source's rows are written as a row group
-    when it holds ROW_GROUP_ROWS of them (cut at that row). When the buffer holds BUFFER_BYTES
-    of text in all (cut at that row, whatever the blocks), the sources holding the most are
-    written, largest first, until less than half of it is left: a source of a few documents
-    among hundreds waits for more rows (or the end) instead of becoming a row group at every
-    flush. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory stays
+    when it holds ROW_GROUP_ROWS of them or ROW_GROUP_BYTES of text (cut at that row). When
+    the buffer holds BUFFER_BYTES of text in all (cut at that row, whatever the blocks), the
+    sources holding the most are written, largest first, until less than half of it is left:
+    a source of a few documents among hundreds waits for more rows (or the end) instead of
+    becoming a row group at every flush. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory stays
     bounded whatever the shard size, and row groups never depend on how the shard was read.
     """
 
@@ -163,14 +166,19 @@ class _ShardOutput:
             start = end
 
     def _keep(self, source: str, part: pa.Table) -> None:
-        """Buffer one source's rows; a full row group of them is written at once."""
+        """Buffer one source's rows; a full row group of them (ROW_GROUP_ROWS rows, or the
+        rows that first hold ROW_GROUP_BYTES of text) is written at once, cut at that row."""
         size = _text_bytes(part)
         self.pieces.setdefault(source, []).append(part)
         self.source_rows[source] += part.num_rows
         self.source_bytes[source] += size
         self.buffered += size
-        while self.source_rows[source] >= ROW_GROUP_ROWS:
-            self._write_source(source, ROW_GROUP_ROWS)
+        while (
+            self.source_rows[source] >= ROW_GROUP_ROWS
+            or self.source_bytes[source] >= ROW_GROUP_BYTES
+        ):
+            rows = _rows_holding(self.pieces[source], ROW_GROUP_BYTES)
+            self._write_source(source, min(rows, ROW_GROUP_ROWS))
 
     def _rows_to_piece(self, rows: list[tuple] | None = None) -> None:
         rows = self.rows if rows is None else rows
@@ -302,6 +310,24 @@ class _ShardOutput:
         keys = np.concatenate(keys) if keys else np.zeros((0, 2), np.uint64)
         order = np.lexsort((src, keys[:, 1], keys[:, 0]))
         write_id_file(path, sources, keys[order, 0], keys[order, 1], src[order])
+
+
+def _rows_holding(parts: list[pa.Table], size: int) -> int:
+    """The fewest leading rows of `parts` (in order) whose text holds at least `size` bytes;
+    all their rows when they hold less."""
+    rows = 0
+    for part in parts:
+        for chunk in part.column("text").chunks:
+            n = len(chunk)
+            if not n:
+                continue
+            offsets = np.frombuffer(chunk.buffers()[1], np.int32, n + 1, chunk.offset * 4)
+            held = offsets - offsets[0]  # text bytes of the chunk's rows before row k
+            if held[-1] >= size:
+                return rows + int(np.searchsorted(held, size, "left"))
+            size -= int(held[-1])
+            rows += n
+    return rows
 
 
 class _Quarantine:
