@@ -623,6 +623,7 @@ class MixStatsStage(Stage):
     (one small .npz per part) for the selection. The driver keeps only the counts."""
 
     name = "mix.stats"
+    progress_unit = "B"
     group = "mix"
 
     def __init__(self, recipe: Recipe, workdir: str | Path):
@@ -695,6 +696,7 @@ class MixSelectStage(Stage):
     the recipe and the data only, never on the executor or the number of workers."""
 
     name = "mix.select"
+    progress_unit = "doc"
     group = "mix"
 
     def __init__(self, recipe: Recipe, workdir: str | Path):

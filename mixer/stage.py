@@ -37,7 +37,7 @@ class Task:
     """One unit of work. `key` is unique within its stage and stable across runs (it names the
     completion record); `fingerprint` covers what the task reads (file names, sizes, mtimes or
     hashes), so a changed input reruns only the tasks that read it; `args` go to `run_task`;
-    `weight` (bytes, documents) drives progress bars."""
+    `weight` (in the stage's `progress_unit`: bytes, documents, tokens) drives progress bars."""
 
     key: str
     args: Any = None
@@ -80,6 +80,7 @@ class Stage:
 
     name: str = ""
     group: str = ""
+    progress_unit: str = "task"  # what its tasks' `weight` counts: "B" (bytes), "doc", "tok"
 
     def __init__(self, workdir: str | Path, config: Any = None):
         self.workdir = Path(workdir)
@@ -229,6 +230,7 @@ def _run_stage(stage: Stage, ctx: RunContext) -> Any:
             weights=weights,
             desc=stage.name,
             progress=ctx.progress,
+            unit=stage.progress_unit,
         ),
         strict=True,
     ):

@@ -103,6 +103,7 @@ class TagStage(Stage):
     each tagger to its settings. One task per (source, documents part)."""
 
     group = "tag"
+    progress_unit = "B"
 
     def __init__(
         self,

@@ -157,3 +157,32 @@ def test_tag_stage_removes_only_its_own_stale_parts(tmp_path: Path):
     ]
     (attrs / part_name(1)).unlink()  # a lost output reruns its task only
     assert tag_workdir(tmp_path, ["c4"], workers=1, progress=False)["parts_tagged"] == 1
+
+
+class ByteStage(SquareStage):
+    """SquareStage whose tasks weigh their input's bytes."""
+
+    name = "bytes"
+    progress_unit = "B"
+
+    def tasks(self):
+        return [Task(t.key, t.args, t.fingerprint, weight=4096) for t in super().tasks()]
+
+
+def test_progress_bars_count_in_the_stage_unit(tmp_path: Path, capsys):
+    for wd in (tmp_path / "b", tmp_path / "s"):
+        (wd / "in").mkdir(parents=True)
+        for i in range(3):
+            (wd / "in" / f"{i}.txt").write_text(str(i))
+
+    def quiet(_message):
+        pass
+
+    run_stage(ByteStage(tmp_path / "b"), RunContext(tmp_path / "b", LocalExecutor(1), True, quiet))
+    bar = capsys.readouterr().err
+    assert "12.0k/12.0k" in bar and "B/s" in bar  # 3 tasks of 4096 bytes, in KiB
+    run_stage(
+        SquareStage(tmp_path / "s"), RunContext(tmp_path / "s", LocalExecutor(1), True, quiet)
+    )
+    bar = capsys.readouterr().err
+    assert "3/3" in bar and "task" in bar and "B/s" not in bar

@@ -692,6 +692,7 @@ def _lookup_ids(parts: list[dict], docs: np.ndarray, part_of: np.ndarray) -> lis
 
 class WriteStage(_ResolveStage):
     name = "dedup.write"
+    progress_unit = "B"
 
     def sources(self) -> list[Path]:
         return self.stems("clusters", self.parts_keys(self.W, "w"))

@@ -437,6 +437,7 @@ def make_plan(workdir: Path, settings: dict) -> dict:
 
 class SignaturesStage(_DedupStage):
     name = "dedup.signatures"
+    progress_unit = "B"
 
     def setup(self, ctx) -> None:
         clean_temporaries(self.state)

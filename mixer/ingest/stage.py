@@ -96,6 +96,7 @@ class IngestStage(Stage):
     """
 
     name = "ingest"
+    progress_unit = "B"
 
     def __init__(
         self,

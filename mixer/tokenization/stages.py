@@ -273,6 +273,7 @@ class _TokenizeStage(Stage):
 
 class EncodeStage(_TokenizeStage):
     name = "tokenize.encode"
+    progress_unit = "B"  # of text
 
     def setup(self, ctx) -> None:
         self._echo = ctx.echo  # the driver's; not sent to workers (see __getstate__)
@@ -833,6 +834,7 @@ def _safe_name(name: str) -> bool:
 
 class WriteStage(_TokenizeStage):
     name = "tokenize.write"
+    progress_unit = "tok"
 
     def _plan(self) -> dict:
         plan = read_json(_tmp(self.config) / "plan.json")
