@@ -23,6 +23,7 @@ from mixer.ingest import columns
 from mixer.ingest.columns import (
     PIECE_SCHEMA,
     _bools,
+    _offsets,
     _repeat,
     _single,
     _strings,
@@ -435,7 +436,7 @@ def _piece(
     """A block's columns (strings, valid UTF-8, no null id or text) as a PIECE_SCHEMA table
     and the text bytes before each row; None when an id is empty or white space (the per-line
     path quarantines those lines). Sources: `forced`, else each row's, else `fallback`."""
-    off = np.frombuffer(doc_ids.buffers()[1], np.int32, n + 1, doc_ids.offset * 4)
+    off = _offsets(doc_ids)
     if (off[1:] == off[:-1]).any():
         return None
     data_ids = doc_ids.buffers()[2]
@@ -450,7 +451,7 @@ def _piece(
     else:  # `source or fallback`: null and "" (both of length 0 here) take the fallback
         given = utf8_spans(sources)[2] > 0
         sources = pc.if_else(_bools(given), sources, _repeat(fallback, n))
-    toff = np.frombuffer(texts.buffers()[1], np.int32, n + 1, texts.offset * 4)
+    toff = _offsets(texts)
     line_numbers = np.arange(first, first + n, dtype=np.int64)
     arrays = [
         doc_ids,

@@ -80,12 +80,17 @@ def _text_bytes(table: pa.Table) -> int:
     return _string_bytes(table, "text")
 
 
+def _offsets(strings: pa.Array) -> np.ndarray:
+    """A string array's offsets, len + 1 of them, as numpy reads them in place (no copy)."""
+    return np.frombuffer(strings.buffers()[1], np.int32, len(strings) + 1, strings.offset * 4)
+
+
 def _string_bytes(table: pa.Table, column: str) -> int:
     """The UTF-8 bytes of a string column's values, from its offsets."""
     total = 0
     for chunk in table.column(column).chunks:
         if len(chunk):
-            off = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+            off = _offsets(chunk)
             total += int(off[-1] - off[0])
     return total
 

@@ -21,6 +21,7 @@ from mixer.hashing import id_hashes128
 from mixer.ingest.columns import (
     _SRC_FILE,
     _SRC_FILE_AT,
+    _offsets,
     _repeat,
     _rows_piece,
     _single,
@@ -103,8 +104,9 @@ class _ShardOutput:
     the buffer holds BUFFER_BYTES of text in all (cut at that row, whatever the blocks), the
     sources holding the most are written, largest first, until less than half of it is left:
     a source of a few documents among hundreds waits for more rows (or the end) instead of
-    becoming a row group at every flush. Tables go to the writer thread, at most WRITE_AHEAD_BYTES ahead: memory stays
-    bounded whatever the shard size, and row groups never depend on how the shard was read.
+    becoming a row group at every flush. Tables go to the writer thread, at most
+    WRITE_AHEAD_BYTES ahead: memory stays bounded whatever the shard size, and row groups
+    never depend on how the shard was read.
     """
 
     def __init__(self, workdir: Path, index: int):
@@ -321,7 +323,7 @@ def _rows_holding(parts: list[pa.Table], size: int) -> int:
             n = len(chunk)
             if not n:
                 continue
-            offsets = np.frombuffer(chunk.buffers()[1], np.int32, n + 1, chunk.offset * 4)
+            offsets = _offsets(chunk)
             held = offsets - offsets[0]  # text bytes of the chunk's rows before row k
             if held[-1] >= size:
                 return rows + int(np.searchsorted(held, size, "left"))
